@@ -1,0 +1,58 @@
+"""Prometheus metrics of one Connector, in its own CollectorRegistry (nothing global).
+
+Label sets are bounded: kinds, resources, reasons and results are small fixed sets; no
+object names; per-integration labels only when `Settings.metrics_per_integration` is on
+(a SaaS deployment has thousands of integrations).
+"""
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class Metrics:
+    def __init__(self, *, per_integration: bool = False) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.per_integration = per_integration
+        r = self.registry
+        self.watches = Gauge(
+            "painchain_watches", "Watch streams by state", ["state"], registry=r
+        )
+        self.watch_restarts = Counter(
+            "painchain_watch_restarts_total",
+            "List/watch restarts by reason (cut, gone, stall, error, forbidden, timeout)",
+            ["resource", "reason"],
+            registry=r,
+        )
+        self.events_observed = Counter(
+            "painchain_k8s_changes_observed_total", "Watch changes observed", ["resource", "type"], registry=r
+        )
+        self.events_emitted = Counter(
+            "painchain_events_emitted_total", "PainChain events produced by detection", ["kind", "reason"], registry=r
+        )
+        self.events_posted = Counter(
+            "painchain_events_posted_total",
+            "Events handed to the backend or sink, by result (stored, duplicate, retry, dead_letter)",
+            ["kind", "result"],
+            registry=r,
+        )
+        self.events_dropped = Counter(
+            "painchain_events_dropped_total",
+            "Events dropped without delivery, by reason (overflow, integration_gone, shutdown)",
+            ["reason"],
+            registry=r,
+        )
+        self.outbox_depth = Gauge("painchain_outbox_depth", "Events waiting in memory for delivery", registry=r)
+        self.spool_size = Gauge("painchain_spool_events", "Events waiting in the on-disk spool", registry=r)
+        self.post_latency = Histogram(
+            "painchain_post_seconds",
+            "Latency of one POST /events",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r,
+        )
+        self.resync_duration = Histogram(
+            "painchain_resync_seconds", "Duration of one integrations re-sync", ["outcome"], registry=r
+        )
+        self.integrations = Gauge(
+            "painchain_integrations", "Integrations by validity (valid, partial, invalid, inactive)", ["validity"],
+            registry=r,
+        )

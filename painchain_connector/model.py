@@ -1,0 +1,77 @@
+"""Plain values that cross module boundaries: what is watched, what was detected, what is sent.
+
+No behaviour and no I/O here; every other module depends on these shapes only.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Mapping
+
+# The namespace placeholder of a WatchKey that watches all namespaces.
+ALL_NAMESPACES = ""
+
+
+@dataclass(frozen=True, order=True)
+class WatchKey:
+    """One list+watch stream: an integration's cluster, one resource, one namespace (or all)."""
+
+    integration_id: str
+    cluster: str
+    resource: str  # one of schemas.integration.RESOURCE_NAMES
+    namespace: str = ALL_NAMESPACES
+
+    def __str__(self) -> str:
+        return f"{self.integration_id}/{self.cluster}/{self.resource}/{self.namespace or '*'}"
+
+    def log_context(self) -> dict[str, str]:
+        return {
+            "integration": self.integration_id,
+            "cluster": self.cluster,
+            "resource": self.resource,
+            "namespace": self.namespace or "*",
+        }
+
+
+@dataclass(frozen=True)
+class DetectContext:
+    """What detection may know besides the objects themselves (no clock reads in detection)."""
+
+    cluster: str
+    observed_at: datetime  # when the change was observed (UTC); fallback timestamp only
+    event_repeat_window: float = 300.0  # seconds; repeats of one k8s Event inside it are coalesced
+
+
+@dataclass(frozen=True)
+class Change:
+    """One significant change, as detection sees it: before integration routing is added."""
+
+    title: str
+    timestamp: datetime  # when it HAPPENED (UTC, tz-aware)
+    external_id: str  # deterministic: same change observed twice -> same id
+    namespace: str | None  # None for cluster-scoped objects -> project "<cluster>:_cluster"
+    kind: str  # "Pod", "Deployment", ..., "Event"
+    reason: str  # "Created", "Deleted", "CrashLoopBackOff", "Scaled", ...
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where a change of one WatchKey goes: which integration, tenant and tags."""
+
+    integration_id: str
+    tenant_id: str | None
+    cluster: str
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A serialized PainChain event plus the routing the outbox needs (tenant header)."""
+
+    tenant_id: str | None
+    integration_id: str
+    external_id: str
+    body: Mapping[str, Any]  # the PainChainEvent document, as posted
+    kind: str = ""
+    cluster: str = ""

@@ -1,0 +1,211 @@
+"""WatchKey -> greenlet. `adjust()` compares wanted watches with running ones.
+
+Like kopf's `adjust_tasks`: stop the redundant first, restart those whose fingerprint
+changed (a rotated token, new tags: the Store is handed over, so the restart relists and
+diffs instead of re-baselining and nothing in between is missed), start the missing,
+leave the unchanged alone. Every watch greenlet is owned by the pool (a dict keyed by
+WatchKey, never a size-limited pool: watches never end), is named after its key, and
+runs through a guard that logs a crash or a return (a bug) and restarts it with backoff.
+Clients are shared per credential set and closed when their last watch stops.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+import gevent
+from gevent.pool import Group
+from gevent import Greenlet
+from loguru import logger
+
+from .clusters import ApiError, ListerWatcher, build_api_client, check_connection
+from .metrics import Metrics
+from .model import ALL_NAMESPACES, Route, WatchKey
+from .resources import RESOURCE_TYPES
+from .schemas.integration import Cluster, Integration
+from .watching import Backoff, Emit, Reflector, Store, WatchTiming
+
+
+@dataclass(frozen=True)
+class WatchSpec:
+    key: WatchKey
+    cluster: Cluster
+    route: Route
+    fingerprint: str  # everything that, when changed, requires a restart
+
+
+def wanted_watches(integrations: Iterable[Integration]) -> dict[WatchKey, WatchSpec]:
+    """Every (integration, cluster, resource, namespace) that should be watched."""
+    wanted: dict[WatchKey, WatchSpec] = {}
+    for integ in integrations:
+        if not integ.active:
+            continue
+        namespaces = integ.namespaces or (ALL_NAMESPACES,)
+        for cluster in integ.clusters:
+            route = Route(integration_id=integ.id, tenant_id=integ.tenant_id, cluster=cluster.name, tags=integ.tags)
+            digest = hashlib.sha256(repr((cluster.credential_fingerprint, route)).encode()).hexdigest()[:16]
+            for resource in integ.resources.enabled():
+                for namespace in namespaces:
+                    key = WatchKey(integ.id, cluster.name, resource, namespace)
+                    wanted[key] = WatchSpec(key=key, cluster=cluster, route=route, fingerprint=digest)
+    return wanted
+
+
+@dataclass
+class _Running:
+    spec: WatchSpec
+    reflector: Reflector
+    greenlet: Greenlet
+
+
+class ClientCache:
+    """One ApiClient per credential set, reference-counted by the watches using it."""
+
+    def __init__(self, *, connect_timeout: float, spawn_check: Callable[..., object]) -> None:
+        self.connect_timeout = connect_timeout
+        self._clients: dict[str, list] = {}  # fingerprint -> [api, refcount]
+        self._warned_insecure: set[str] = set()
+        self._spawn_check = spawn_check
+
+    def acquire(self, cluster: Cluster, *, label: str):
+        fp = cluster.credential_fingerprint
+        entry = self._clients.get(fp)
+        if entry is None:
+            api = build_api_client(cluster, connect_timeout=self.connect_timeout)
+            if cluster.skip_tls_verify and fp not in self._warned_insecure:
+                self._warned_insecure.add(fp)
+                logger.warning("{}: skipTLSVerify is on: the API server's identity is NOT verified", label)
+            entry = self._clients[fp] = [api, 0]
+            self._spawn_check(self._check, api, label)
+        entry[1] += 1
+        return entry[0]
+
+    def release(self, cluster: Cluster) -> None:
+        fp = cluster.credential_fingerprint
+        entry = self._clients.get(fp)
+        if entry is None:
+            return
+        entry[1] -= 1
+        if entry[1] <= 0:
+            del self._clients[fp]
+            entry[0].close()
+
+    def _check(self, api, label: str) -> None:
+        try:
+            version = check_connection(api, cluster_label=label, connect_timeout=self.connect_timeout)
+            logger.info("{}: connection test passed (Kubernetes {})", label, version)
+        except ApiError as exc:
+            logger.error("{}: connection test failed: {}", label, exc)
+
+    def __len__(self) -> int:
+        return len(self._clients)
+
+
+class WatchPool:
+    """Owns every watch greenlet; `adjust(wanted)` is the only way to change the set."""
+
+    def __init__(
+        self,
+        *,
+        make_emit: Callable[[Route], Emit],
+        timing: WatchTiming,
+        metrics: Metrics,
+        connect_timeout: float,
+        sleep: Callable[[float], None] = gevent.sleep,
+    ) -> None:
+        self.make_emit = make_emit
+        self.timing = timing
+        self.metrics = metrics
+        self.sleep = sleep
+        self.clients = ClientCache(connect_timeout=connect_timeout, spawn_check=self._spawn_check)
+        self.running: dict[WatchKey, _Running] = {}
+        self.failed: dict[WatchKey, str] = {}  # keys that could not even start (bad credentials)
+        self._checks = Group()
+
+    def _spawn_check(self, fn, *args) -> None:
+        self._checks.spawn(fn, *args)
+
+    def adjust(self, wanted: dict[WatchKey, WatchSpec]) -> dict[str, int]:
+        counts = {"stopped": 0, "restarted": 0, "started": 0, "unchanged": 0, "failed": 0}
+        for key in [k for k in self.running if k not in wanted]:
+            self._stop(key)
+            counts["stopped"] += 1
+        self.failed = {k: v for k, v in self.failed.items() if k in wanted}
+        for key, spec in wanted.items():
+            current = self.running.get(key)
+            if current is not None and current.spec.fingerprint == spec.fingerprint:
+                counts["unchanged"] += 1
+                continue
+            handover = None
+            if current is not None:
+                handover = (current.reflector.store, current.reflector.resource_version)
+                self._stop(key)
+            if self._start(spec, handover=handover):
+                counts["restarted" if current is not None else "started"] += 1
+            else:
+                counts["failed"] += 1
+        return counts
+
+    def _start(self, spec: WatchSpec, *, handover) -> bool:
+        key = spec.key
+        label = f"integration {key.integration_id} cluster {key.cluster!r}"
+        try:
+            api = self.clients.acquire(spec.cluster, label=label)
+        except ApiError as exc:
+            if self.failed.get(key) != str(exc):
+                logger.bind(**key.log_context()).error("{}: cannot build a client: {}", label, exc)
+            self.failed[key] = str(exc)
+            return False
+        self.failed.pop(key, None)
+        store, rv = handover if handover else (None, None)
+        reflector = Reflector(
+            key=key,
+            lister_watcher=ListerWatcher(
+                api, path=RESOURCE_TYPES[key.resource].path(key.namespace), connect_timeout=self.clients.connect_timeout
+            ),
+            emit=self.make_emit(spec.route),
+            timing=self.timing,
+            metrics=self.metrics,
+            store=store,
+            resource_version=rv,
+            sleep=self.sleep,
+        )
+        greenlet = Greenlet(self._guarded, reflector)
+        greenlet.name = f"watch:{key}"
+        self.running[key] = _Running(spec, reflector, greenlet)
+        greenlet.start()
+        return True
+
+    def _guarded(self, reflector: Reflector) -> None:
+        """Run a reflector forever; a crash or a return is logged and restarted with backoff."""
+        backoff = Backoff()
+        log = logger.bind(**reflector.key.log_context())
+        while True:
+            try:
+                reflector.run()
+                log.error("watch {} returned: a bug; restarting it", reflector.key)
+            except Exception as exc:  # noqa: BLE001 - the guard's whole job
+                log.opt(exception=exc).error("watch {} crashed: {}; restarting it", reflector.key, type(exc).__name__)
+            reflector.resource_version = None  # relist and diff: nothing between is lost
+            self.sleep(backoff.next_delay())
+
+    def _stop(self, key: WatchKey, *, block: bool = True) -> None:
+        running = self.running.pop(key)
+        running.greenlet.kill(block=block, timeout=5)
+        if not running.greenlet.dead:
+            logger.bind(**key.log_context()).error("watch {} did not stop within 5 s", key)
+        running.reflector.close()
+        self.clients.release(running.spec.cluster)
+
+    def stop_all(self) -> None:
+        greenlets = [r.greenlet for r in self.running.values()]
+        gevent.killall(greenlets, block=True, timeout=5)
+        for key in list(self.running):
+            self._stop(key, block=False)
+        self._checks.kill(block=True, timeout=2)
+
+    def states(self) -> dict[str, str]:
+        states = {str(k): r.reflector.state for k, r in self.running.items()}
+        states.update({str(k): "invalid" for k in self.failed})
+        return states

@@ -1,0 +1,224 @@
+"""Connector: owns every greenlet of one running connector; start / stop / join.
+
+Data flows one way: source (backend or local) -> resync -> WatchPool.adjust -> Reflectors
+-> detection -> Outbox -> poster (backend or JSON-lines sink).
+
+Greenlets it owns (all named): `connector:main` (register, then the re-sync loop),
+`connector:ready` (sets `ready` once everything has listed), the WatchPool's `watch:*`,
+the Outbox's senders, and the health server's. It never patches, installs signal
+handlers or adds log sinks: the CLI (or the embedding host) does that.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from datetime import datetime, timezone
+from typing import Callable
+
+import gevent
+from gevent import Greenlet
+from gevent.event import Event
+from loguru import logger
+
+from .metrics import Metrics
+from .model import Change, Route
+from .orchestration import WatchPool, wanted_watches
+from .schemas.event import to_outgoing
+from .settings import Settings
+from .sources import BackendSource, FetchFailed, Fetched, LocalSource
+from .watching import WatchTiming
+
+# Reflector states that count as "settled" for readiness: listed, or known-failed.
+_SETTLED = {"watching", "backoff", "forbidden", "unauthorized", "unreachable", "invalid"}
+
+
+class Connector:
+    def __init__(self, settings: Settings, *, source=None, poster=None, metrics: Metrics | None = None) -> None:
+        self.settings = settings
+        self.metrics = metrics or Metrics(per_integration=settings.metrics_per_integration)
+        self.backend = None
+        self.spool = None
+        if source is None and not settings.local_mode:
+            from .backend import BackendClient
+
+            self.backend = BackendClient(
+                base_url=settings.backend_url,
+                connect_timeout=settings.connect_timeout,
+                read_timeout=settings.post_timeout,
+                pool_size=settings.senders + 2,
+            )
+        self.source = source or (BackendSource(self.backend) if self.backend else LocalSource(config_file=settings.config_file))
+        from .delivering import Outbox
+
+        if poster is None:
+            poster = self.backend.post_event if self.backend else self._local_sink().post
+        if settings.state_dir is not None:
+            from .delivering.spool import Spool
+
+            settings.state_dir.mkdir(parents=True, exist_ok=True)
+            self.spool = Spool(settings.state_dir / "painchain-connector.sqlite3")
+        self.outbox = Outbox(poster=poster, settings=settings, metrics=self.metrics, spool=self.spool)
+        self.pool = WatchPool(
+            make_emit=self._make_emit,
+            timing=WatchTiming(
+                watch_timeout=settings.watch_timeout,
+                stall_margin=settings.stall_margin,
+                page_size=settings.list_page_size,
+                forbidden_retry=settings.resync_interval,
+                event_repeat_window=settings.event_repeat_window,
+            ),
+            metrics=self.metrics,
+            connect_timeout=settings.connect_timeout,
+        )
+        self.ready = Event()
+        self.registered = settings.local_mode or source is not None
+        self.integrations_fetched = False
+        self.fatal_error: str | None = None
+        self.health = None
+        self._main: Greenlet | None = None
+        self._ready_watch: Greenlet | None = None
+        self._stopped = Event()
+        self.last_fetch: Fetched | None = None
+        self._reported_rejects: dict[str, tuple[str, ...]] = {}
+
+    def _local_sink(self):
+        from .delivering.sinks import JsonLinesSink
+
+        return JsonLinesSink(self.settings.sink if self.settings.sink else sys.stdout)
+
+    # -- public API ---------------------------------------------------------------------
+
+    def start(self) -> "Connector":
+        """Start every greenlet in the current hub and return at once."""
+        if self.settings.health_port:
+            from .health import HealthServer
+
+            self.health = HealthServer(
+                host=self.settings.health_host, port=self.settings.health_port,
+                metrics=self.metrics, readiness=self.readiness,
+            )
+            self.health.start()
+        self.outbox.start()
+        self._main = Greenlet(self._run)
+        self._main.name = "connector:main"
+        self._main.start()
+        self._ready_watch = Greenlet(self._watch_ready)
+        self._ready_watch.name = "connector:ready"
+        self._ready_watch.start()
+        return self
+
+    def stop(self, timeout: float | None = None) -> int:
+        """Stop watches, drain delivery for a bounded time. Returns the events lost."""
+        timeout = self.settings.drain_timeout if timeout is None else timeout
+        for greenlet in (self._main, self._ready_watch):
+            if greenlet is not None:
+                greenlet.kill(block=True, timeout=5)
+        self.pool.stop_all()
+        lost = self.outbox.stop(timeout)
+        if self.health is not None:
+            self.health.stop()
+        if self.spool is not None:
+            self.spool.close()
+        self._stopped.set()
+        logger.info("connector stopped ({} events not delivered)", lost)
+        return lost
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait until stopped (or a fatal error ended the main loop)."""
+        waiters = [self._stopped]
+        if self._main is not None:
+            waiters.append(self._main)
+        gevent.wait(waiters, timeout=timeout, count=1)
+        return self._stopped.is_set() or (self._main is not None and self._main.dead)
+
+    # -- readiness ----------------------------------------------------------------------
+
+    def readiness(self) -> tuple[bool, dict]:
+        states = self.pool.states()
+        waiting = sorted(k for k, s in states.items() if s not in _SETTLED)
+        failing = {k: s for k, s in sorted(states.items()) if s in _SETTLED and s != "watching"}
+        checks = {
+            "registered": self.registered,
+            "integrationsFetched": self.integrations_fetched,
+            "watchesListed": not waiting,
+        }
+        ok = all(checks.values())
+        return ok, {"ready": ok, "checks": checks, "notReady": waiting, "failing": failing, "watches": len(states)}
+
+    def _watch_ready(self) -> None:
+        while not self.readiness()[0]:
+            gevent.sleep(0.1)
+        self.ready.set()
+        logger.info("ready: {} watches listed", len(self.pool.running))
+
+    # -- the main loop --------------------------------------------------------------------
+
+    def _run(self) -> None:
+        if not self.registered:
+            from .backend import RegistrationFailed
+            from .metadata import METADATA
+
+            try:
+                self.backend.register(METADATA)
+            except RegistrationFailed as exc:
+                self.fatal_error = f"could not register the connector type with the backend: {exc}"
+                logger.critical(self.fatal_error)
+                return
+            self.registered = True
+            logger.info("registered connector type 'kubernetes' with {}", self.settings.backend_url)
+        while True:
+            self.resync_once()
+            gevent.sleep(self.settings.resync_interval)
+
+    def resync_once(self, *, clock: Callable[[], float] = time.monotonic) -> dict[str, int] | None:
+        started = clock()
+        try:
+            fetched = self.source.fetch()
+        except FetchFailed as exc:
+            logger.error("re-sync failed, keeping {} watches running: {}", len(self.pool.running), exc)
+            self.metrics.resync_duration.labels("failed").observe(clock() - started)
+            return None
+        self._log_rejects(fetched)
+        counts = self.pool.adjust(wanted_watches(fetched.integrations))
+        if self.backend is not None:
+            self.outbox.retain_integrations({i.id for i in fetched.integrations})
+        self.integrations_fetched = True
+        self.last_fetch = fetched
+        self.metrics.resync_duration.labels("ok").observe(clock() - started)
+        changed = {k: v for k, v in counts.items() if v and k != "unchanged"}
+        if changed:
+            logger.info("re-sync: {} integrations; watches {}", len(fetched.integrations), changed)
+        return counts
+
+    def _log_rejects(self, fetched: Fetched) -> None:
+        gauge = self.metrics.integrations
+        invalid = sum(1 for r in fetched.rejected if r.integration is None)
+        gauge.labels("valid").set(len(fetched.integrations) - fetched.partial)
+        gauge.labels("partial").set(fetched.partial)
+        gauge.labels("invalid").set(invalid)
+        gauge.labels("inactive").set(fetched.inactive)
+        reported = {}
+        for result in fetched.rejected:
+            reported[result.integration_id] = result.errors
+            if self._reported_rejects.get(result.integration_id) == result.errors:
+                continue  # said at the last re-sync already; metrics keep counting it
+            what = "rejected" if result.integration is None else "partly rejected"
+            for reason in result.errors:
+                logger.bind(integration=result.integration_id).error(
+                    "integration {} {}: {}", result.integration_id, what, reason
+                )
+        self._reported_rejects = reported
+
+    def _make_emit(self, route: Route):
+        outbox, emitted = self.outbox, self.metrics.events_emitted
+
+        def emit(changes: list[Change]) -> None:
+            for change in changes:
+                emitted.labels(change.kind, change.reason).inc()
+                outbox.put(to_outgoing(change, route))
+
+        return emit
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)

@@ -1,0 +1,1 @@
+"""marshmallow schemas: integration config in (validated once), PainChain events out."""

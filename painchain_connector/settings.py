@@ -1,0 +1,144 @@
+"""Typed, frozen settings: what every other module receives instead of os.environ.
+
+Settings are read once, at the boundary (CLI flags, environment, or an embedding
+application's keyword arguments), validated by a marshmallow schema and turned into
+a frozen `Settings`. A bad value fails here with a message naming the variable; no
+other module reads the environment.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, validate
+
+DEFAULT_BACKEND_URL = "http://painchain-app:8000/api"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the connector can be told. Field docs double as `--help` text."""
+
+    # None = local mode (integrations from a file or kubeconfig, events to a sink).
+    backend_url: str | None = None
+    resync_interval: float = 60.0
+    log_level: str = "INFO"
+    log_format: str = "text"
+    health_port: int = 8080
+    health_host: str = "0.0.0.0"
+    config_file: Path | None = None
+    sink: Path | None = None  # local mode: None = stdout
+    state_dir: Path | None = None
+    # watching
+    watch_timeout: float = 300.0  # server-side timeoutSeconds upper bound (randomised down to half)
+    stall_margin: float = 30.0  # client read timeout = watch timeout + this
+    list_page_size: int = 500
+    connect_timeout: float = 10.0
+    # delivery
+    senders: int = 8
+    max_attempts: int = 8
+    max_event_age: float = 3600.0
+    drain_timeout: float = 10.0
+    outbox_max: int = 50_000
+    post_timeout: float = 10.0
+    # detection
+    event_repeat_window: float = 300.0  # k8s Event repeats coalesced within this window
+    # metrics
+    metrics_per_integration: bool = False
+
+    @property
+    def local_mode(self) -> bool:
+        return self.backend_url is None
+
+    def replace(self, **changes) -> "Settings":
+        return dataclasses.replace(self, **changes)
+
+
+class _SettingsSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    backend_url = fields.Url(require_tld=False, schemes={"http", "https"}, allow_none=True)
+    resync_interval = fields.Float(validate=validate.Range(min=1, max=86400))
+    log_level = fields.String(
+        validate=validate.OneOf(["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"])
+    )
+    log_format = fields.String(validate=validate.OneOf(["text", "json"]))
+    health_port = fields.Integer(validate=validate.Range(min=0, max=65535))
+    health_host = fields.String()
+    config_file = fields.String(allow_none=True)
+    sink = fields.String(allow_none=True)
+    state_dir = fields.String(allow_none=True)
+    watch_timeout = fields.Float(validate=validate.Range(min=2, max=3600))
+    stall_margin = fields.Float(validate=validate.Range(min=1, max=600))
+    list_page_size = fields.Integer(validate=validate.Range(min=1, max=10_000))
+    connect_timeout = fields.Float(validate=validate.Range(min=0.1, max=300))
+    senders = fields.Integer(validate=validate.Range(min=1, max=256))
+    max_attempts = fields.Integer(validate=validate.Range(min=1, max=1000))
+    max_event_age = fields.Float(validate=validate.Range(min=1))
+    drain_timeout = fields.Float(validate=validate.Range(min=0, max=3600))
+    outbox_max = fields.Integer(validate=validate.Range(min=10))
+    post_timeout = fields.Float(validate=validate.Range(min=0.1, max=600))
+    event_repeat_window = fields.Float(validate=validate.Range(min=0))
+    metrics_per_integration = fields.Boolean()
+
+    @post_load
+    def _make(self, data, **_kwargs) -> Settings:
+        if "log_level" in data:
+            data["log_level"] = data["log_level"].upper()
+        for key in ("config_file", "sink", "state_dir"):
+            if data.get(key):
+                data[key] = Path(data[key])
+            elif key in data:
+                data[key] = None
+        if data.get("backend_url"):
+            data["backend_url"] = data["backend_url"].rstrip("/")
+        return Settings(**data)
+
+
+class SettingsError(ValueError):
+    """A setting has a bad value; the message names the variable."""
+
+
+# Environment variable -> settings field. The documented names of the contract first.
+ENV_VARS: dict[str, str] = {
+    "BACKEND_API_URL": "backend_url",
+    "RESYNC_INTERVAL": "resync_interval",
+    "LOG_LEVEL": "log_level",
+    "LOG_FORMAT": "log_format",
+    "HEALTH_PORT": "health_port",
+    "HEALTH_HOST": "health_host",
+    "CONFIG_FILE": "config_file",
+    "EVENT_SINK": "sink",
+    "STATE_DIR": "state_dir",
+    "WATCH_TIMEOUT": "watch_timeout",
+    "STALL_MARGIN": "stall_margin",
+    "LIST_PAGE_SIZE": "list_page_size",
+    "CONNECT_TIMEOUT": "connect_timeout",
+    "SENDERS": "senders",
+    "MAX_ATTEMPTS": "max_attempts",
+    "MAX_EVENT_AGE": "max_event_age",
+    "DRAIN_TIMEOUT": "drain_timeout",
+    "OUTBOX_MAX": "outbox_max",
+    "POST_TIMEOUT": "post_timeout",
+    "EVENT_REPEAT_WINDOW": "event_repeat_window",
+    "METRICS_PER_INTEGRATION": "metrics_per_integration",
+}
+FIELD_TO_ENV = {v: k for k, v in ENV_VARS.items()}
+
+
+def load_settings(*, environ: Mapping[str, str] | None = None, overrides: Mapping[str, object] | None = None) -> Settings:
+    """Validate environment plus explicit overrides (flags win) into Settings, once."""
+    environ = os.environ if environ is None else environ
+    raw: dict[str, object] = {field: environ[var] for var, field in ENV_VARS.items() if environ.get(var, "") != ""}
+    raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    try:
+        return _SettingsSchema().load(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{FIELD_TO_ENV.get(name, name)}: {' '.join(map(str, msgs))}" for name, msgs in sorted(exc.messages.items())
+        )
+        raise SettingsError(f"invalid settings: {problems}") from None

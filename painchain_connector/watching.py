@@ -1,0 +1,273 @@
+"""The Reflector: list, then watch from the list's resourceVersion, forever, for one WatchKey.
+
+Vocabulary and numbers from client-go's tools/cache:
+- the initial list fills the Store (a compact projection per object, keyed by uid) and
+  emits nothing: pre-existing objects are a baseline, not "created" events;
+- the watch resumes from the last resourceVersion seen (bookmarks included) after a
+  clean close or a broken stream: no relist, no replay;
+- 410 Gone relists and diffs the fresh list against the Store, emitting exactly what
+  was missed (deletions of vanished objects included);
+- other failures back off 0.8 s doubling to 30 s with full jitter, reset after 2 min
+  healthy; a stream silent for longer than its timeout plus a margin is a stall;
+- 401/403 wait for the next re-sync period and try again (the key stays "forbidden").
+
+The Reflector owns no greenlet: `run()` is the body the WatchPool runs in a named,
+guarded greenlet. One iteration (`run_once`) is a function tests can drive.
+"""
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterable
+
+from loguru import logger
+
+from . import detecting
+from .clusters import ApiError, Forbidden, Gone, ListerWatcher, ServerError, Unauthorized
+from .metrics import Metrics
+from .model import Change, DetectContext, WatchKey
+
+Emit = Callable[[list[Change]], None]
+
+
+class Backoff:
+    """0.8 s doubling to 30 s with full jitter; forgets failures after 2 minutes healthy."""
+
+    def __init__(self, *, initial=0.8, cap=30.0, reset_after=120.0, clock=time.monotonic, rng=random.random):
+        self.initial, self.cap, self.reset_after = initial, cap, reset_after
+        self._clock, self._rng = clock, rng
+        self.failures = 0
+        self._healthy_since: float | None = None
+
+    def healthy(self) -> None:
+        """The stream is established; a long enough healthy period resets the backoff."""
+        if self._healthy_since is None:
+            self._healthy_since = self._clock()
+
+    def next_delay(self) -> float:
+        now = self._clock()
+        if self._healthy_since is not None and now - self._healthy_since >= self.reset_after:
+            self.failures = 0
+        self._healthy_since = None
+        ceiling = min(self.cap, self.initial * (2 ** self.failures))
+        self.failures += 1
+        return ceiling * self._rng()
+
+
+@dataclass
+class Store:
+    """uid -> compact projection; only what detection needs."""
+
+    objects: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.objects)
+
+
+@dataclass(frozen=True)
+class WatchTiming:
+    watch_timeout: float = 300.0
+    stall_margin: float = 30.0
+    page_size: int = 500
+    list_read_timeout: float = 60.0
+    forbidden_retry: float = 60.0  # = the re-sync interval
+    event_repeat_window: float = 300.0
+
+
+class Reflector:
+    """List+watch of one WatchKey into its Store, detection on every change."""
+
+    def __init__(
+        self,
+        *,
+        key: WatchKey,
+        lister_watcher: ListerWatcher,
+        emit: Emit,
+        timing: WatchTiming,
+        metrics: Metrics,
+        store: Store | None = None,
+        resource_version: str | None = None,
+        sleep: Callable[[float], None],
+        wallclock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+        rng: random.Random | None = None,
+    ) -> None:
+        self.key = key
+        self.lw = lister_watcher
+        self.emit = emit
+        self.timing = timing
+        self.metrics = metrics
+        # A handed-over or persisted store means the next list is a diff, not a baseline.
+        self.store = store if store is not None else Store()
+        self._baseline_done = store is not None
+        self.resource_version = resource_version if store is not None else None
+        self.sleep = sleep
+        self.wallclock = wallclock
+        self.rng = rng or random.Random()
+        self.backoff = Backoff(rng=self.rng.random)
+        self.state = "starting"
+        metrics.watches.labels("starting").inc()
+        self.last_error: str | None = None
+        self.log = logger.bind(**key.log_context())
+        self._project = detecting.project
+        self._detect = detecting.detect
+
+    # -- the loop ---------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Never returns (the WatchPool logs a return as a bug)."""
+        while True:
+            self.run_once()
+
+    def run_once(self) -> None:
+        """One list-if-needed + one watch request, with its failure handling."""
+        try:
+            if self.resource_version is None:
+                self._set_state("listing")
+                self.relist()
+            self._set_state("watching")
+            self.watch_once()
+        except Gone:
+            self.metrics.watch_restarts.labels(self.key.resource, "gone").inc()
+            self.log.info("resourceVersion {} expired (410 Gone): relisting", self.resource_version)
+            self.resource_version = None
+        except (Forbidden, Unauthorized) as exc:
+            self._fail(exc, level="ERROR", state=exc.reason)
+            self.sleep(self.timing.forbidden_retry)
+        except ApiError as exc:
+            self._fail(exc, level="WARNING", state="backoff")
+            self.sleep(self.backoff.next_delay())
+
+    def _fail(self, exc: ApiError, *, level: str, state: str) -> None:
+        self.metrics.watch_restarts.labels(self.key.resource, exc.reason).inc()
+        message = str(exc)
+        if state in ("forbidden", "unauthorized"):
+            message = f"{message} (needs get/list/watch on {self.key.resource} in " + (
+                f"namespace {self.key.namespace!r})" if self.key.namespace else "all namespaces)"
+            )
+        if message != self.last_error or level == "WARNING":
+            self.log.log(level, "{} watch {}: {}", self.key.resource, exc.reason, message)
+        self.last_error = message
+        self._set_state(state)
+
+    def close(self) -> None:
+        """The pool stopped this reflector: it no longer counts in the state gauge."""
+        self.metrics.watches.labels(self.state).dec()
+        self.state = "stopped"
+
+    def _set_state(self, state: str) -> None:
+        if state != self.state:
+            self.metrics.watches.labels(self.state).dec()
+            self.metrics.watches.labels(state).inc()
+            self.state = state
+        if state == "watching":
+            self.last_error = None
+
+    # -- list ---------------------------------------------------------------------------
+
+    def relist(self) -> None:
+        """Paged list; the first one is a baseline, later ones diff against the Store."""
+        fresh: dict[str, Any] = {}
+        continue_token = None
+        resource_version = ""
+        project, resource = self._project, self.key.resource
+        while True:
+            page = self.lw.list_page(
+                limit=self.timing.page_size, continue_token=continue_token,
+                read_timeout=self.timing.list_read_timeout,
+            )
+            for obj in page.items:
+                compact = project(resource, obj)
+                fresh[compact.uid] = (obj, compact)
+            resource_version = page.resource_version
+            continue_token = page.continue_token
+            if not continue_token:
+                break
+        if self._baseline_done:
+            self._diff(fresh)
+        else:
+            self.store.objects = {uid: compact for uid, (_, compact) in fresh.items()}
+            self._baseline_done = True
+        self.resource_version = resource_version
+        self.log.debug("listed {} objects at resourceVersion {}", len(fresh), resource_version)
+
+    def _diff(self, fresh: dict[str, Any]) -> None:
+        old_objects = self.store.objects
+        changes: list[Change] = []
+        ctx = self._ctx()
+        new_objects: dict[str, Any] = {}
+        for uid, (_obj, compact) in fresh.items():
+            old = old_objects.get(uid)
+            if old is not None and old.resource_version == compact.resource_version:
+                new_objects[uid] = old  # unchanged: keep the carried bookkeeping
+                continue
+            found, state = self._detect(self.key.resource, old, compact, deleted=False, ctx=ctx)
+            changes.extend(found)
+            new_objects[uid] = state
+        for uid, old in old_objects.items():
+            if uid not in fresh:
+                found, _ = self._detect(self.key.resource, old, None, deleted=True, ctx=ctx)
+                changes.extend(found)
+        self.store.objects = new_objects
+        if changes:
+            self.emit(changes)
+
+    # -- watch --------------------------------------------------------------------------
+
+    def watch_once(self) -> None:
+        """One watch request; returns on a clean close (the caller resumes from the RV)."""
+        upper = self.timing.watch_timeout
+        timeout = int(upper / 2 + self.rng.random() * upper / 2) or 1  # spread reconnects
+        events = self.lw.watch(
+            resource_version=self.resource_version,
+            timeout_seconds=timeout,
+            read_timeout=timeout + self.timing.stall_margin,
+        )
+        self.backoff.healthy()
+        self.handle_events(events)
+
+    def handle_events(self, events: Iterable[dict]) -> None:
+        observed = self.metrics.events_observed
+        resource = self.key.resource
+        for event in events:
+            kind = event.get("type")
+            obj = event.get("object") or {}
+            if kind == "BOOKMARK":
+                self.resource_version = (obj.get("metadata") or {}).get("resourceVersion", self.resource_version)
+                continue
+            if kind == "ERROR":
+                raise _watch_error(obj)
+            observed.labels(resource, kind).inc()
+            self.apply(kind, obj)
+
+    def apply(self, kind: str, obj: dict) -> None:
+        compact = self._project(self.key.resource, obj)
+        objects = self.store.objects
+        old = objects.get(compact.uid)
+        deleted = kind == "DELETED"
+        changes, state = self._detect(self.key.resource, old, compact, deleted=deleted, ctx=self._ctx())
+        if deleted:
+            objects.pop(compact.uid, None)
+        else:
+            objects[compact.uid] = state
+        self.resource_version = compact.resource_version or self.resource_version
+        if changes:
+            self.emit(changes)
+
+    def _ctx(self) -> DetectContext:
+        return DetectContext(
+            cluster=self.key.cluster,
+            observed_at=self.wallclock(),
+            event_repeat_window=self.timing.event_repeat_window,
+        )
+
+
+def _watch_error(status: dict) -> ApiError:
+    code = status.get("code")
+    message = status.get("message") or "watch error"
+    if code == 410 or status.get("reason") in ("Expired", "Gone"):
+        return Gone(message, status=410)
+    if code == 403:
+        return Forbidden(message, status=403)
+    return ServerError(f"watch ERROR {code}: {message}", status=code)

@@ -1,0 +1,8 @@
+"""Test session setup: the suite runs the way the connector runs, under gevent.
+
+Patching here (the first conftest pytest imports) mirrors `python -m painchain_connector`:
+the connector, the fake backend, the TCP proxy and the admin client all run as greenlets.
+"""
+from gevent import monkey
+
+monkey.patch_all()
