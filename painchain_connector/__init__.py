@@ -1,16 +1,13 @@
 """PainChain Kubernetes connector.
 
 Importing this package has no side effects: it does not monkey-patch, install signal
-handlers or add log sinks, and it does not import kubernetes, requests or ssl (so that
-`python -m painchain_connector` can patch first). The package's loguru logger is
-disabled until the host calls `logger.enable("painchain_connector")`.
+handlers or add log sinks, and it imports neither loguru, ssl, urllib3, requests nor
+kubernetes (so that `python -m painchain_connector` can patch first). The package's
+loguru logger is disabled (painchain_connector._log) until the host calls
+`logger.enable("painchain_connector")`.
 
 Embedding:  from painchain_connector import Connector, load_settings
 """
-from loguru import logger as _logger
-
-_logger.disable(__name__)
-
 __all__ = ["Connector", "Settings", "load_settings"]
 
 

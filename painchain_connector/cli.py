@@ -10,7 +10,7 @@ import sys
 
 import gevent
 import gevent.event
-from loguru import logger
+from ._log import logger
 
 from .logs import configure_logging
 from .settings import DEFAULT_BACKEND_URL, ENV_VARS, Settings, SettingsError, load_settings

@@ -16,7 +16,7 @@ from typing import Iterator
 import urllib3
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
-from loguru import logger
+from ._log import logger
 
 from .logs import redact
 from .schemas.integration import Cluster

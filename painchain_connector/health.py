@@ -22,7 +22,7 @@ from typing import Callable, Iterable, Mapping
 
 import gevent
 from gevent import pywsgi
-from loguru import logger
+from ._log import logger
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 

@@ -17,7 +17,7 @@ from typing import Callable, Iterable
 import gevent
 from gevent.pool import Group
 from gevent import Greenlet
-from loguru import logger
+from ._log import logger
 
 from .clusters import ApiError, ListerWatcher, build_api_client, check_connection
 from .metrics import Metrics

@@ -18,7 +18,7 @@ from typing import Callable
 import gevent
 from gevent import Greenlet
 from gevent.event import Event
-from loguru import logger
+from ._log import logger
 
 from .metrics import Metrics
 from .model import Change, Route

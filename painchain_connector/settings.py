@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, validate
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, pre_load, validate
 
 DEFAULT_BACKEND_URL = "http://painchain-app:8000/api"
 
@@ -85,10 +85,14 @@ class _SettingsSchema(Schema):
     event_repeat_window = fields.Float(validate=validate.Range(min=0))
     metrics_per_integration = fields.Boolean()
 
+    @pre_load
+    def _normalise(self, data, **_kwargs):
+        if isinstance(data.get("log_level"), str):
+            data = {**data, "log_level": data["log_level"].upper()}
+        return data
+
     @post_load
     def _make(self, data, **_kwargs) -> Settings:
-        if "log_level" in data:
-            data["log_level"] = data["log_level"].upper()
         for key in ("config_file", "sink", "state_dir"):
             if data.get(key):
                 data[key] = Path(data[key])

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable
 
-from loguru import logger
+from ._log import logger
 
 from . import detecting
 from .clusters import ApiError, Forbidden, Gone, ListerWatcher, ServerError, Unauthorized

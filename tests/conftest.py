@@ -6,3 +6,5 @@ the connector, the fake backend, the TCP proxy and the admin client all run as g
 from gevent import monkey
 
 monkey.patch_all()
+
+from tests.envtest.fixtures import *  # noqa: E402,F401,F403 - control plane fixtures for e2e tests

@@ -94,6 +94,10 @@ class Kube:
         """The same cluster as another user (or through a proxy: `server=proxy.url`)."""
         return Kube(server=server or self.server, ca_file=self.ca_file, token=token, timeout=self.timeout)
 
+    def via(self, server: str) -> "Kube":
+        """The same user through another address, e.g. `kube.via(proxy.url)`."""
+        return self.with_token(self.token, server=server)
+
     def close(self) -> None:
         self.session.close()
 

@@ -54,7 +54,7 @@ class FaultyProxy:
                  scheme: str = "https"):
         self.upstream, self.scheme = upstream, scheme
         self._greenlets = Group()
-        self._server = StreamServer(listen, self._handle, spawn=self._greenlets)
+        self._server = StreamServer(listen, self._handle, spawn=self._greenlets.spawn)
         self._connections: dict[int, Connection] = {}
         self._numbers = itertools.count(1)
         self._flowing = Event()

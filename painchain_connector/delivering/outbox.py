@@ -1,0 +1,545 @@
+"""The outbox: detected events in, posts to the backend (or a local sink) out.
+
+Owns per-(tenant, integration) FIFO queues, the bounded set of sender greenlets that
+serve them round-robin, the retry timers and a housekeeper; optionally uses a `Spool`.
+
+Promises:
+- `put()` never blocks and never does I/O: watch greenlets call it.
+- Order: one integration's events are posted in the order they were put. A queue is
+  held by at most one sender at a time, and while its head event waits for a retry the
+  queue is paused; every other queue keeps flowing.
+- Fairness: ready queues are served one event per turn, round-robin, so one
+  integration's storm or one tenant's failing backend cannot starve the others.
+- Retries: TransientError -> exponential backoff with full jitter per queue; an event is
+  dead-lettered after `max_attempts` answered attempts or once older than
+  `max_event_age`. Attempts that never reached the backend (connection refused) are not
+  charged to the event: an unreachable backend is not the event's fault, and giving up
+  on every queued event during an outage would defeat the spool. PermanentError ->
+  dead-lettered at once. Dead letters are counted, logged once (integration, cluster,
+  externalId, never the body) and kept in the spool when there is one.
+- Bound: at most `outbox_max` events in memory (in flight included). Without a spool
+  the oldest event of the longest queue is dropped (the storm pays, not its quiet
+  neighbours); with a spool the housekeeper moves the newest events of the longest
+  queues to disk first, and they come back in order when their queue reaches them.
+- `stop(timeout)` drains, then spools what is left (or reports how many were lost).
+- On construction, events left in the spool by a previous run are queued first.
+
+Greenlets (all in groups this object owns, all stopped by `stop()`):
+`outbox-sender-N` (settings.senders of them), `outbox-housekeeper`, and one short-lived
+`outbox-retry` timer per paused queue.
+
+How it fails: a poster exception other than Transient/PermanentError is logged with its
+traceback and the event dead-lettered; a spool error is logged and the events stay in
+memory (subject to the memory bound).
+"""
+from __future__ import annotations
+
+import random
+import sqlite3
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+import gevent
+from gevent import Greenlet, GreenletExit
+from gevent.event import Event
+from gevent.pool import Group
+from gevent.queue import Queue
+from loguru import logger
+
+from ..backend import PermanentError, TransientError
+from ..metrics import Metrics
+from ..model import Outgoing
+from ..settings import Settings
+from .spool import Spool, SpoolRow
+
+Key = tuple  # (tenant_id | None, integration_id)
+
+IDLE, READY, BUSY, PAUSED = "idle", "ready", "busy", "paused"
+LOAD_BATCH = 256  # spooled rows brought back into memory per refill
+SPILL_KEEP = 16  # events a spilled queue keeps in memory so its sender has work at once
+SPOOL_CHUNK = 500  # rows per spool transaction
+
+
+@dataclass(eq=False)
+class _Pending:
+    item: Outgoing
+    seq: int
+    attempts: int
+    first_seen: float
+    in_spool: bool = False  # a spool row with this seq exists
+
+    def row(self) -> SpoolRow:
+        return SpoolRow.of(self.item, seq=self.seq, attempts=self.attempts, first_seen=self.first_seen)
+
+
+@dataclass(eq=False)
+class _Queue:
+    """One (tenant, integration) FIFO. Memory holds `head` (older than any spooled row of
+    this queue) and `tail` (newer); `spooled` rows with seq > `cursor` sit on disk between
+    them. Invariant: spooled == 0 implies tail is empty."""
+
+    key: Key
+    head: deque = field(default_factory=deque)
+    tail: deque = field(default_factory=deque)
+    spooled: int = 0
+    cursor: int = 0
+    state: str = IDLE
+    gone: bool = False
+    failures: int = 0  # consecutive transient failures: drives this queue's backoff
+
+    @property
+    def tenant_id(self) -> str | None:
+        return self.key[0]
+
+    @property
+    def integration_id(self) -> str:
+        return self.key[1]
+
+    @property
+    def in_memory(self) -> int:
+        return len(self.head) + len(self.tail)
+
+    def has_work(self) -> bool:
+        return bool(self.head or self.tail or self.spooled)
+
+
+class Outbox:
+    def __init__(
+        self,
+        *,
+        poster: Any,
+        settings: Settings,
+        metrics: Metrics | None = None,
+        spool: Spool | None = None,
+        sleep: Callable[[float], Any] = gevent.sleep,
+        clock: Callable[[], float] = time.time,
+        rng: Callable[[], float] = random.random,
+        retry_base: float = 0.5,
+        retry_cap: float = 30.0,
+        warn_interval: float = 10.0,
+    ) -> None:
+        # `poster` is an object with post(item) -> "stored" | "duplicate" (BackendClient,
+        # JsonLinesSink), or that callable itself.
+        self._post: Callable[[Outgoing], str] = poster.post if hasattr(poster, "post") else poster
+        self._senders_n = settings.senders
+        self._max = settings.outbox_max
+        self._max_attempts = settings.max_attempts
+        self._max_age = settings.max_event_age
+        self._metrics = metrics if metrics is not None else Metrics()
+        self._spool = spool
+        self._sleep = sleep
+        self._clock = clock
+        self._rng = rng
+        self._retry_base = retry_base
+        self._retry_cap = retry_cap
+        self._warn_interval = warn_interval
+        self._spill_high = max(1, self._max * 3 // 4)
+        self._spill_low = self._max // 2
+
+        self._queues: dict[Key, _Queue] = {}
+        self._ready: Queue = Queue()  # of _Queue, unbounded: put_nowait never blocks
+        self._count = 0  # events in memory, in flight included
+        self._drained = Event()
+        self._drained.set()
+        self._wake = Event()  # housekeeper: spill or report
+        self._senders = Group()
+        self._timers = Group()
+        self._housekeeper: Greenlet | None = None
+        self._state = "new"
+        # reported by the housekeeper, at most once per warn_interval
+        self._overflow_unreported = 0
+        self._retries_unreported = 0
+        self._last_retry_message = ""
+        self._last_report = float("-inf")
+        self._spool_garbage: list[int] = []  # seqs of dropped events that still have a row
+
+        self._next_seq = 1
+        if spool is not None:
+            self._adopt_spool(spool)
+
+    # -- the watch side: never blocks, never does I/O -----------------------------------
+
+    def put(self, item: Outgoing) -> None:
+        if self._state == "stopped":
+            self._metrics.events_dropped.labels("shutdown").inc()
+            return
+        key = (item.tenant_id, item.integration_id)
+        q = self._queues.get(key)
+        if q is None:
+            q = self._queues[key] = _Queue(key)
+        if self._count >= self._max and not self._make_room(q):
+            self._count_overflow(1)
+            if q.state == IDLE and not q.has_work():
+                del self._queues[key]
+            return
+        pending = _Pending(item, self._next_seq, 0, self._clock())
+        self._next_seq += 1
+        (q.tail if q.spooled else q.head).append(pending)
+        self._count += 1
+        self._metrics.outbox_depth.set(self._count)
+        self._drained.clear()
+        if q.state == IDLE:
+            q.state = READY
+            self._ready.put_nowait(q)
+        if self._spool is not None and self._count > self._spill_high:
+            self._wake.set()
+
+    @property
+    def depth(self) -> int:
+        """Events in memory, in flight included (spooled rows are not counted)."""
+        return self._count
+
+    def retain_integrations(self, ids: Iterable[str]) -> int:
+        """Drop the queued events of every integration not in `ids` (it left the backend's
+        list: its events would only earn 500s). Returns how many were dropped. An event in
+        flight finishes its attempt; it is not retried."""
+        keep = set(ids)
+        dropped = 0
+        gone: list[_Queue] = [q for q in self._queues.values() if q.integration_id not in keep]
+        for q in gone:
+            del self._queues[q.key]
+            q.gone = True
+            dropped += q.in_memory + q.spooled
+            self._count -= q.in_memory
+            q.head.clear()
+            q.tail.clear()
+            q.spooled = 0
+        if self._spool is not None:
+            for integration_id in {q.integration_id for q in gone}:
+                try:
+                    self._spool.delete_integration(integration_id)
+                except sqlite3.Error as exc:
+                    logger.bind(integration=integration_id).error("could not drop spooled events: {}", exc)
+            self._metrics.spool_size.set(self._spool.pending)
+        self._after_count_change()
+        if dropped:
+            self._metrics.events_dropped.labels("integration_gone").inc(dropped)
+            logger.info("dropped {} queued events of {} integrations no longer in the backend's list",
+                        dropped, len({q.integration_id for q in gone}))
+        return dropped
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._state != "new":
+            return
+        self._state = "running"
+        for index in range(self._senders_n):
+            sender = Greenlet(self._run_forever, self._send_once, f"outbox-sender-{index}")
+            sender.name = f"outbox-sender-{index}"
+            self._senders.start(sender)
+        housekeeper = Greenlet(self._run_forever, self._housekeep_once, "outbox-housekeeper")
+        housekeeper.name = "outbox-housekeeper"
+        self._housekeeper = housekeeper
+        self._senders.start(housekeeper)
+
+    def stop(self, timeout: float | None = None) -> int:
+        """Deliver for up to `timeout` seconds, stop every greenlet, then move what is left
+        to the spool. Returns how many events were lost (0 when a spool took them)."""
+        if self._state == "stopped":
+            return 0
+        if self._state == "running":
+            self._state = "stopping"
+            self._drained.wait(timeout)
+            self._timers.kill(block=True, timeout=2)
+            self._senders.kill(block=True, timeout=5)
+            for greenlet in self._senders:
+                logger.error("outbox greenlet {} did not stop", getattr(greenlet, "name", greenlet))
+        self._state = "stopped"
+        left = self._count
+        lost = left
+        if left and self._spool is not None:
+            lost = left - self._spool_everything()
+            if not lost:
+                logger.info("outbox stopped: {} undelivered events kept in the spool for the next start", left)
+        self._flush_spool_garbage()
+        if lost:
+            self._metrics.events_dropped.labels("shutdown").inc(lost)
+            logger.warning("outbox stopped with {} undelivered events lost", lost)
+        self._count -= lost
+        self._after_count_change()
+        return lost
+
+    def _run_forever(self, once: Callable[[], Any], name: str) -> None:
+        """The guard every outbox greenlet runs under: one failed iteration is logged with its
+        traceback and the loop goes on (each iteration blocks first, so it cannot spin)."""
+        try:
+            while True:
+                try:
+                    once()
+                except (GreenletExit, gevent.Timeout):
+                    raise
+                except Exception:
+                    logger.exception("outbox greenlet {}: iteration failed", name)
+        finally:
+            if self._state == "running":
+                logger.error("outbox greenlet {} ended while the outbox is running", name)
+
+    # -- senders ------------------------------------------------------------------------
+
+    def _send_once(self) -> None:
+        q: _Queue = self._ready.get()
+        if q.gone or q.state != READY:
+            return
+        q.state = BUSY
+        pending = self._take(q)
+        if pending is None:
+            self._release(q)
+            return
+        try:
+            retry = self._attempt(q, pending)
+        except GreenletExit:
+            # stop() killed us mid-post: keep the event where it was, for the spool.
+            if not q.gone:
+                q.head.appendleft(pending)
+            q.state = IDLE
+            raise
+        if retry and not q.gone:
+            q.head.appendleft(pending)
+            q.state = PAUSED
+            delay = self._rng() * min(self._retry_cap, self._retry_base * 2 ** (q.failures - 1))
+            timer = Greenlet(self._resume_later, q, delay)
+            timer.name = "outbox-retry"
+            self._timers.start(timer)
+            return
+        self._finish(pending, dropped_because_gone=retry)
+        self._release(q)
+
+    def _take(self, q: _Queue) -> _Pending | None:
+        """The next event of a queue (still counted in memory while in flight)."""
+        if not q.head and q.spooled:
+            self._refill(q)
+        elif not q.head and q.tail:  # cannot happen while the invariant holds; stay safe
+            q.head, q.tail = q.tail, deque()
+        return q.head.popleft() if q.head else None
+
+    def _refill(self, q: _Queue) -> None:
+        assert self._spool is not None
+        room = max(1, min(LOAD_BATCH, self._max - self._count))
+        try:
+            rows = self._spool.load(q.tenant_id, q.integration_id, after=q.cursor, limit=room)
+        except sqlite3.Error as exc:
+            # The rows stay on disk for the next start; this run carries on without them.
+            logger.bind(integration=q.integration_id).error("could not read spooled events: {}", exc)
+            rows = []
+        for row in rows:
+            q.head.append(_Pending(row.outgoing(), row.seq, row.attempts, row.first_seen, in_spool=True))
+        self._count += len(rows)
+        q.spooled -= len(rows)
+        if rows:
+            q.cursor = rows[-1].seq
+        if len(rows) < room or q.spooled <= 0:
+            q.spooled = 0
+            q.head.extend(q.tail)
+            q.tail.clear()
+        self._after_count_change()
+
+    def _attempt(self, q: _Queue, pending: _Pending) -> bool:
+        """Post one event. Returns True when it should be retried later."""
+        item = pending.item
+        kind = item.kind or "unknown"
+        started = time.perf_counter()
+        try:
+            result = self._post(item)
+        except TransientError as exc:
+            self._metrics.post_latency.observe(time.perf_counter() - started)
+            self._metrics.events_posted.labels(kind, "retry").inc()
+            q.failures += 1
+            self._retries_unreported += 1
+            self._last_retry_message = exc.message
+            if exc.reached_backend:
+                pending.attempts += 1
+            too_old = self._clock() - pending.first_seen >= self._max_age
+            if q.gone:
+                return True
+            if exc.reached_backend and (pending.attempts >= self._max_attempts or too_old):
+                why = "too old" if too_old else f"{pending.attempts} attempts"
+                self._dead_letter(pending, status=exc.status, reason=f"{exc.message} (gave up: {why})")
+                return False
+            self._log(item).debug("retrying {} later: {}", item.external_id, exc.message)
+            return True
+        except PermanentError as exc:
+            self._metrics.post_latency.observe(time.perf_counter() - started)
+            pending.attempts += 1
+            self._dead_letter(pending, status=exc.status, reason=exc.message)
+            return False
+        except (GreenletExit, gevent.Timeout):
+            raise
+        except Exception as exc:  # a poster bug: keep serving the other events
+            pending.attempts += 1
+            self._log(item).opt(exception=True).error("posting {} failed unexpectedly", item.external_id)
+            self._dead_letter(pending, status=None, reason=f"unexpected {type(exc).__name__}")
+            return False
+        self._metrics.post_latency.observe(time.perf_counter() - started)
+        self._metrics.events_posted.labels(kind, "duplicate" if result == "duplicate" else "stored").inc()
+        q.failures = 0
+        return False
+
+    def _dead_letter(self, pending: _Pending, *, status: int | None, reason: str) -> None:
+        item = pending.item
+        self._metrics.events_posted.labels(item.kind or "unknown", "dead_letter").inc()
+        self._log(item).warning("event {} dead-lettered: {}", item.external_id, reason)
+        if self._spool is not None:
+            try:
+                self._spool.add_dead_letter(pending.row(), status=status, reason=reason, failed_at=self._clock())
+            except sqlite3.Error as exc:
+                self._log(item).error("could not store the dead letter: {}", exc)
+
+    def _finish(self, pending: _Pending, *, dropped_because_gone: bool) -> None:
+        if dropped_because_gone:
+            self._metrics.events_dropped.labels("integration_gone").inc()
+        self._count -= 1  # retain_integrations() never subtracts the event in flight
+        if pending.in_spool and self._spool is not None:
+            try:
+                self._spool.delete([pending.seq])
+            except sqlite3.Error as exc:  # it will be posted again after a restart: dedupe makes that safe
+                self._log(pending.item).error("could not remove a delivered event from the spool: {}", exc)
+            self._metrics.spool_size.set(self._spool.pending)
+
+    def _release(self, q: _Queue) -> None:
+        if q.gone:
+            q.state = IDLE
+        elif q.has_work():
+            q.state = READY
+            self._ready.put_nowait(q)  # to the back: round-robin
+        else:
+            q.state = IDLE
+            if self._queues.get(q.key) is q:
+                del self._queues[q.key]
+        self._after_count_change()
+
+    def _resume_later(self, q: _Queue, delay: float) -> None:
+        self._sleep(delay)
+        if q.state == PAUSED and not q.gone:
+            q.state = READY
+            self._ready.put_nowait(q)
+
+    def _after_count_change(self) -> None:
+        self._metrics.outbox_depth.set(self._count)
+        if self._count <= 0:
+            self._drained.set()
+        else:
+            self._drained.clear()
+
+    # -- memory bound -------------------------------------------------------------------
+
+    def _make_room(self, incoming: _Queue) -> bool:
+        """Drop the oldest queued event of the longest queue. False if nothing is droppable
+        (every event in memory is in flight): then the incoming event is the one dropped."""
+        victim = incoming
+        if incoming.in_memory * len(self._queues) < self._count:  # below its fair share: find the hog
+            victim = max(self._queues.values(), key=lambda q: q.in_memory)
+        if not victim.in_memory:
+            return False
+        dropped = victim.head.popleft() if victim.head else victim.tail.popleft()
+        if dropped.in_spool:
+            self._spool_garbage.append(dropped.seq)
+        self._count -= 1
+        self._count_overflow(1)
+        return True
+
+    def _count_overflow(self, n: int) -> None:
+        self._metrics.events_dropped.labels("overflow").inc(n)
+        self._overflow_unreported += n
+        self._wake.set()
+
+    # -- housekeeper: spill to disk, rate-limited warnings -------------------------------
+
+    def _housekeep_once(self) -> None:
+        self._wake.wait(self._warn_interval)
+        self._wake.clear()
+        if self._spool is not None and self._count > self._spill_high:
+            self._spill(self._spill_low)
+        self._flush_spool_garbage()
+        now = self._clock()
+        if now - self._last_report < self._warn_interval:
+            return
+        if self._overflow_unreported:
+            logger.warning("outbox full ({} events): dropped the {} oldest queued events", self._max,
+                           self._overflow_unreported)
+            self._overflow_unreported = 0
+            self._last_report = now
+        if self._retries_unreported:
+            logger.warning("{} event posts failed transiently and will be retried (last: {})",
+                           self._retries_unreported, self._last_retry_message)
+            self._retries_unreported = 0
+            self._last_report = now
+
+    def _spill(self, target: int) -> None:
+        """Move the newest events of the longest queues to the spool until `target` remain."""
+        assert self._spool is not None
+        for q in sorted(self._queues.values(), key=lambda q: q.in_memory, reverse=True):
+            if self._count <= target:
+                break
+            if q.gone:
+                continue
+            if q.spooled:  # its spooled rows sit between head and tail: the whole tail goes
+                taken = list(q.tail)
+            else:  # a suffix of head goes, so the disk rows stay newer than memory
+                taken = list(q.head)[min(len(q.head), SPILL_KEEP):]
+            if not taken or not self._write_rows(taken):
+                continue
+            if q.spooled:
+                q.tail.clear()
+            else:
+                for _ in taken:
+                    q.head.pop()
+                q.cursor = taken[0].seq - 1
+            q.spooled += len(taken)
+            self._count -= len(taken)
+            # Between queues, let the watches and senders run (each queue moved atomically).
+            gevent.sleep(0)
+        self._after_count_change()
+
+    def _spool_everything(self) -> int:
+        """stop(): every event in memory goes to the spool. Returns how many were kept."""
+        kept = 0
+        for q in list(self._queues.values()):
+            taken = list(q.head) + list(q.tail)
+            if taken and self._write_rows(taken):
+                kept += len(taken)
+                q.head.clear()
+                q.tail.clear()
+        return kept
+
+    def _write_rows(self, taken: list[_Pending]) -> bool:
+        assert self._spool is not None
+        try:
+            for start in range(0, len(taken), SPOOL_CHUNK):
+                self._spool.put_events([p.row() for p in taken[start:start + SPOOL_CHUNK]])
+        except sqlite3.Error as exc:
+            logger.error("could not spool {} events: {}", len(taken), exc)
+            return False
+        self._metrics.spool_size.set(self._spool.pending)
+        return True
+
+    def _flush_spool_garbage(self) -> None:
+        if self._spool is None or not self._spool_garbage:
+            return
+        garbage, self._spool_garbage = self._spool_garbage, []
+        try:
+            self._spool.delete(garbage)
+        except sqlite3.Error as exc:
+            logger.error("could not remove {} dropped events from the spool: {}", len(garbage), exc)
+        self._metrics.spool_size.set(self._spool.pending)
+
+    # -- start-up -----------------------------------------------------------------------
+
+    def _adopt_spool(self, spool: Spool) -> None:
+        """Queue what a previous run left in the spool, ahead of anything put from now on."""
+        self._next_seq = spool.last_seq() + 1
+        pending = 0
+        for tenant_id, integration_id, rows in spool.pending_queues():
+            q = _Queue((tenant_id, integration_id), spooled=rows, state=READY)
+            self._queues[q.key] = q
+            self._ready.put_nowait(q)
+            pending += rows
+        self._metrics.spool_size.set(spool.pending)
+        if pending:
+            logger.info("outbox: {} events from the spool of a previous run will be delivered first", pending)
+
+    @staticmethod
+    def _log(item: Outgoing):
+        return logger.bind(integration=item.integration_id, cluster=item.cluster)

@@ -1,0 +1,68 @@
+"""Detection: raw Kubernetes objects (JSON dicts) → compact state → significant changes.
+
+`project(resource, obj)` keeps only what detection and event data need (it runs on every
+watch event and is stored per object, so it is small and fast). `detect(...)` compares
+two compacts and returns the changes plus the state to store. Both are pure: no I/O, no
+clock reads, no logging; a malformed object yields sparse data, not an exception.
+
+The caller projects the initial list of a watch without detecting (a baseline), so
+`detect(old=None, ...)` is only called for objects that are genuinely new.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping, Union
+
+from ..model import Change, DetectContext
+from . import daemonsets, deployments, events, pods, services, statefulsets
+from .common import WorkloadCompact
+from .events import EventCompact
+from .pods import PodCompact
+from .services import ServiceCompact
+
+Compact = Union[PodCompact, WorkloadCompact, ServiceCompact, EventCompact]
+
+RESOURCES: Mapping[str, str] = {
+    "pods": pods.KIND,
+    "deployments": deployments.KIND,
+    "services": services.KIND,
+    "statefulsets": statefulsets.KIND,
+    "daemonsets": daemonsets.KIND,
+    "events": events.KIND,
+}
+
+_MODULES = {
+    "pods": pods,
+    "deployments": deployments,
+    "services": services,
+    "statefulsets": statefulsets,
+    "daemonsets": daemonsets,
+    "events": events,
+}
+_PROJECT: dict[str, Callable[[Mapping[str, Any]], Compact]] = {name: m.project for name, m in _MODULES.items()}
+_DETECT = {name: m.detect for name, m in _MODULES.items()}
+
+__all__ = ["RESOURCES", "Compact", "project", "detect"]
+
+
+def project(resource: str, obj: Mapping[str, Any]) -> Compact:
+    """The compact projection of one raw object of `resource` (a key of RESOURCES)."""
+    try:
+        projector = _PROJECT[resource]
+    except KeyError:
+        raise ValueError(f"unknown resource {resource!r}") from None
+    return projector(obj)
+
+
+def detect(
+    resource: str, old: Compact | None, new: Compact | None, *, deleted: bool, ctx: DetectContext
+) -> tuple[list[Change], Compact | None]:
+    """Significant changes from `old` to `new`, and the state to store (None once deleted).
+
+    `old` is None for an object new to us; with `deleted=True`, `new` is the final object
+    (watch DELETED) or None (it vanished between two lists).
+    """
+    try:
+        detector = _DETECT[resource]
+    except KeyError:
+        raise ValueError(f"unknown resource {resource!r}") from None
+    return detector(old, new, deleted=deleted, ctx=ctx)

@@ -1,0 +1,134 @@
+"""Deployments: Created, Deleted, Scaled, Updated, and each rollout's outcome (stuck / complete).
+
+Status-only churn (readyReplicas 1 → 2 → 3, a pod dying and coming back) reports
+nothing: the outcome rules need a spec change first, and the state returned by `detect`
+carries forward which generation's outcome is already known (`done_generation`).
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from ..model import Change, DetectContext
+from .common import (
+    WorkloadCompact,
+    born,
+    external_id,
+    images_data,
+    istr,
+    labels_dict,
+    lifecycle,
+    listed,
+    make_change,
+    project_workload,
+    spec_changes,
+    when,
+)
+
+KIND = "Deployment"
+NEW_RS_AVAILABLE = "NewReplicaSetAvailable"
+DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
+# WorkloadCompact.status of a Deployment: (readyReplicas, availableReplicas, updatedReplicas, replicas)
+READY, AVAILABLE, UPDATED, CURRENT = range(4)
+
+
+def project(obj: Mapping[str, Any]) -> WorkloadCompact:
+    spec = obj.get("spec") or {}
+    status = obj.get("status") or {}
+    progressing = None
+    for condition in status.get("conditions") or ():
+        if condition.get("type") == "Progressing":
+            progressing = (
+                istr(condition.get("status")),
+                istr(condition.get("reason")),
+                condition.get("lastTransitionTime"),
+                condition.get("lastUpdateTime"),
+            )
+    counts = (
+        status.get("readyReplicas") or 0,
+        status.get("availableReplicas") or 0,
+        status.get("updatedReplicas") or 0,
+        status.get("replicas") or 0,
+    )
+    generation = (obj.get("metadata") or {}).get("generation") or 0
+    observed = status.get("observedGeneration") or 0
+    replicas = spec.get("replicas", 1)
+    # A baseline whose latest rollout already finished must not report it again later.
+    finished = observed >= generation and (
+        (progressing is not None and progressing[1] == NEW_RS_AVAILABLE)
+        or counts[UPDATED] == counts[AVAILABLE] == counts[CURRENT] == replicas
+    )
+    return project_workload(
+        obj,
+        scalable=True,
+        status=counts,
+        strategy=spec.get("strategy"),
+        observed_generation=observed,
+        progressing=progressing,
+        done_generation=generation if finished else 0,
+    )
+
+
+def _complete(d: WorkloadCompact) -> bool:
+    """Like `kubectl rollout status`: every replica updated and available, no old ones left."""
+    return (
+        d.observed_generation >= d.generation
+        and d.status[UPDATED] == d.status[AVAILABLE] == d.status[CURRENT] == d.replicas
+    )
+
+
+def _stuck(d: WorkloadCompact | None) -> bool:
+    return d is not None and d.progressing is not None and d.progressing[:2] == ("False", DEADLINE_EXCEEDED)
+
+
+def detect(
+    old: WorkloadCompact | None, new: WorkloadCompact | None, *, deleted: bool, ctx: DetectContext
+) -> tuple[list[Change], WorkloadCompact | None]:
+    if deleted or new is None:
+        return lifecycle(KIND, old, new, deleted=deleted, ctx=ctx, data=_data)
+    changes: list[Change] = []
+    if old is None:
+        changes.append(born(KIND, new, ctx, _data(new)))
+        done = 0  # new to us: its first rollout is news
+    else:
+        changes += spec_changes(KIND, old, new, ctx, _data(new))
+        done = old.done_generation
+        pure_scale = old.replicas != new.replicas and old.fingerprint == new.fingerprint
+        if pure_scale and new.generation > old.generation and done >= old.generation:
+            done = new.generation  # scaling starts no rollout: nothing to complete
+    if _stuck(new) and not _stuck(old):
+        changes.append(_outcome(new, ctx, "RolloutStuck", "Rollout Stuck", new.progressing[2]))
+    if _complete(new) and done < new.generation:
+        finished_at = new.progressing[3] if new.progressing and new.progressing[1] == NEW_RS_AVAILABLE else None
+        changes.append(_outcome(new, ctx, "RolloutComplete", "Rollout Complete", finished_at))
+        done = new.generation
+    return changes, (new if done == new.done_generation else new._replace(done_generation=done))
+
+
+def _outcome(d: WorkloadCompact, ctx: DetectContext, reason: str, words: str, stamp: str | None) -> Change:
+    status, why = (d.progressing or (None, None, None, None))[:2]
+    return make_change(
+        title=f"Deployment {words}: {d.name}",
+        timestamp=when(stamp, ctx),
+        external_id=external_id(ctx, KIND, d.namespace, d.name, d.uid, reason, d.generation),
+        namespace=d.namespace,
+        kind=KIND,
+        reason=reason,
+        data={**_data(d), "generation": d.generation, "progressing": {"status": status, "reason": why}},
+    )
+
+
+def _data(d: WorkloadCompact) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "name": d.name,
+        "namespace": d.namespace,
+        "replicas": {
+            "desired": d.replicas,
+            "ready": d.status[READY],
+            "available": d.status[AVAILABLE],
+            "updated": d.status[UPDATED],
+        },
+        "strategy": d.strategy,
+    }
+    listed(images_data(d.images), data, "images")
+    data["labels"] = labels_dict(d.labels)
+    return data

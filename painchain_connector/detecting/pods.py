@@ -1,0 +1,303 @@
+"""Pods: Created (first seen beyond Pending), Deleted, container waiting problems, non-zero
+terminations, restarts, and the transition into the Failed phase (Evicted or otherwise).
+
+Routine updates (ready flips, IP assignment, condition timestamps) change nothing here:
+the compact keeps none of those fields, and every rule compares the compacts.
+Containers of a pod that is being deleted are expected to be killed (SIGTERM, then SIGKILL
+after the grace period), so a terminating pod reports only its deletion.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping, NamedTuple
+
+from ..model import Change, DetectContext
+from .common import (
+    MAX_SHORT_MESSAGE,
+    born,
+    clip,
+    external_id,
+    gone,
+    istr,
+    labels_dict,
+    listed,
+    make_change,
+    meta_strings,
+    old_new,
+    project_labels,
+    share_items,
+    when,
+)
+
+KIND = "Pod"
+PENDING = "Pending"
+FAILED = "Failed"
+# Waiting reasons reported on the transition into them. The kubelet flips an image pull
+# between ErrImagePull and ImagePullBackOff on every retry: one problem, one family.
+WAITING_FAMILY = {"CrashLoopBackOff": "crash", "ImagePullBackOff": "image", "ErrImagePull": "image"}
+
+
+class Container(NamedTuple):
+    name: str
+    image: str  # as written in the spec
+    init: bool
+    ready: bool
+    restarts: int
+    state: str  # "waiting" | "running" | "terminated" | "" (no status yet)
+    reason: str | None  # of the current state
+    message: str | None  # kept only for reported waiting reasons, clipped
+
+
+class Termination(NamedTuple):
+    """One non-zero exit, identified by (container, container_id, finished_at)."""
+
+    container: str
+    container_id: str
+    finished_at: str
+    exit_code: int
+    reason: str | None
+    signal: int | None
+    message: str | None
+
+
+class PodCompact(NamedTuple):
+    uid: str
+    name: str
+    namespace: str
+    resource_version: str
+    created: str | None
+    deleted_at: str | None
+    phase: str
+    reason: str | None  # status.reason, e.g. Evicted
+    message: str | None  # status.message, kept only for Failed pods
+    node: str | None
+    labels: tuple  # flat (k, v, ...)
+    conditions: tuple  # ((type, status, reason), ...)
+    containers: tuple[Container, ...]
+    terminations: tuple[Termination, ...]  # non-zero exits in state / lastState
+
+
+def _termination(name: str, terminated: Mapping[str, Any], into: list) -> None:
+    exit_code = terminated.get("exitCode") or 0
+    if exit_code:
+        into.append(
+            Termination(
+                container=name,
+                container_id=terminated.get("containerID") or "",
+                finished_at=terminated.get("finishedAt") or "",
+                exit_code=exit_code,
+                reason=terminated.get("reason"),
+                signal=terminated.get("signal"),
+                message=clip(terminated.get("message"), MAX_SHORT_MESSAGE),
+            )
+        )
+
+
+def _container(spec: Mapping[str, Any], init: bool, status: Mapping[str, Any] | None, terminations: list) -> Container:
+    name = istr(spec.get("name"))
+    image = istr(spec.get("image"))
+    if status is None:
+        return share_items(Container(name, image, init, False, 0, "", None, None))
+    state = status.get("state") or {}
+    kind, detail, message = "", None, None
+    if "waiting" in state:
+        kind, detail = "waiting", state["waiting"] or {}
+        if detail.get("reason") in WAITING_FAMILY:
+            message = clip(detail.get("message"), MAX_SHORT_MESSAGE)
+    elif "running" in state:
+        kind = "running"
+    elif "terminated" in state:
+        kind, detail = "terminated", state["terminated"] or {}
+        _termination(name, detail, terminations)
+    last = (status.get("lastState") or {}).get("terminated")
+    if last:
+        _termination(name, last, terminations)
+    reason = detail.get("reason") if detail else None
+    return share_items(
+        Container(
+            name,
+            image,
+            init,
+            bool(status.get("ready")),
+            status.get("restartCount") or 0,
+            kind,
+            istr(reason) if reason else None,
+            message,
+        )
+    )
+
+
+def project(obj: Mapping[str, Any]) -> PodCompact:
+    meta, uid, name, namespace, resource_version = meta_strings(obj)
+    spec = obj.get("spec") or {}
+    status = obj.get("status") or {}
+    phase = istr(status.get("phase") or PENDING)
+    terminations: list[Termination] = []
+    containers = []
+    for init, specs, statuses in (
+        (True, spec.get("initContainers"), status.get("initContainerStatuses")),
+        (False, spec.get("containers"), status.get("containerStatuses")),
+    ):
+        if specs:
+            by_name = {s.get("name"): s for s in statuses} if statuses else {}
+            containers += [_container(c, init, by_name.get(c.get("name")), terminations) for c in specs]
+    conditions = share_items(
+        tuple(
+            (istr(c.get("type")), istr(c.get("status")), istr(c["reason"]) if c.get("reason") else None)
+            for c in status.get("conditions") or ()
+        )
+    )
+    reason = status.get("reason")
+    return PodCompact(
+        uid=uid,
+        name=name,
+        namespace=namespace,
+        resource_version=resource_version,
+        created=meta.get("creationTimestamp"),
+        deleted_at=meta.get("deletionTimestamp"),
+        phase=phase,
+        reason=istr(reason) if reason else None,
+        message=clip(status.get("message")) if phase == FAILED else None,
+        node=istr(spec.get("nodeName")) if spec.get("nodeName") else None,
+        labels=project_labels(meta.get("labels")),
+        conditions=conditions,
+        containers=share_items(tuple(containers)),
+        terminations=tuple(terminations),
+    )
+
+
+def _beyond_pending(pod: PodCompact | None) -> bool:
+    return pod is not None and pod.phase != PENDING
+
+
+def detect(
+    old: PodCompact | None, new: PodCompact | None, *, deleted: bool, ctx: DetectContext
+) -> tuple[list[Change], PodCompact | None]:
+    if deleted:
+        last = new or old
+        # A pod never seen beyond Pending was never reported Created: its deletion is not news.
+        if last is None or not (_beyond_pending(old) or _beyond_pending(new)):
+            return [], None
+        return [gone(KIND, last, ctx, _data(last))], None
+    if new is None:
+        return [], old
+    changes: list[Change] = []
+    if _beyond_pending(new) and not _beyond_pending(old):
+        changes.append(born(KIND, new, ctx, _data(new, changed={"phase": old_new(old.phase if old else None, new.phase)})))
+    if new.deleted_at:
+        return changes, new
+    if new.phase == FAILED and (old is None or old.phase != FAILED):
+        changes.append(_failed(old, new, ctx))
+    before = {(c.init, c.name): c for c in old.containers} if old is not None else {}
+    for container in new.containers:
+        prev = before.get((container.init, container.name))
+        family = WAITING_FAMILY.get(container.reason) if container.state == "waiting" else None
+        if family and (prev is None or prev.state != "waiting" or WAITING_FAMILY.get(prev.reason) != family):
+            changes.append(_waiting(prev, container, new, ctx))
+        if prev is not None and container.restarts > prev.restarts:
+            changes.append(_restarted(prev, container, new, ctx))
+    seen = {(t.container, t.container_id, t.finished_at) for t in old.terminations} if old is not None else set()
+    changes += [_terminated(t, new, ctx) for t in new.terminations if (t.container, t.container_id, t.finished_at) not in seen]
+    return changes, new
+
+
+def _container_data(c: Container) -> dict[str, Any]:
+    data = {"name": c.name, "image": c.image, "ready": c.ready, "restartCount": c.restarts, "state": c.state}
+    if c.reason:
+        data["stateReason"] = c.reason
+    if c.init:
+        data["init"] = True
+    return data
+
+
+def _data(pod: PodCompact, **extra: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {"pod": pod.name, "namespace": pod.namespace, "phase": pod.phase, "node": pod.node}
+    listed((_container_data(c) for c in pod.containers), data, "containers")
+    data["labels"] = labels_dict(pod.labels)
+    listed(({"type": t, "status": s, "reason": r} for t, s, r in pod.conditions), data, "conditions")
+    data.update(extra)
+    return data
+
+
+def _change(pod: PodCompact, ctx: DetectContext, *, reason: str, title: str, stamp, discriminators: tuple, data: dict) -> Change:
+    return make_change(
+        title=title,
+        timestamp=stamp,
+        external_id=external_id(ctx, KIND, pod.namespace, pod.name, pod.uid, reason, *discriminators),
+        namespace=pod.namespace,
+        kind=KIND,
+        reason=reason,
+        data=data,
+    )
+
+
+def _failed(old: PodCompact | None, new: PodCompact, ctx: DetectContext) -> Change:
+    reason = "Evicted" if new.reason == "Evicted" else FAILED
+    return _change(
+        new,
+        ctx,
+        reason=reason,
+        title=f"Pod {reason}: {new.name}",
+        stamp=when(None, ctx),
+        discriminators=(reason,),
+        data=_data(
+            new,
+            reason=new.reason,
+            message=new.message,
+            changed={"phase": old_new(old.phase if old else None, new.phase)},
+        ),
+    )
+
+
+def _waiting(prev: Container | None, c: Container, pod: PodCompact, ctx: DetectContext) -> Change:
+    return _change(
+        pod,
+        ctx,
+        reason=c.reason,
+        title=f"Pod {c.reason}: {pod.name}",
+        stamp=when(None, ctx),
+        discriminators=(c.name, c.restarts),
+        data=_data(
+            pod,
+            container=c.name,
+            message=c.message,
+            changed={"waitingReason": old_new(prev.reason if prev else None, c.reason)},
+        ),
+    )
+
+
+def _restarted(prev: Container, c: Container, pod: PodCompact, ctx: DetectContext) -> Change:
+    return _change(
+        pod,
+        ctx,
+        reason="Restarted",
+        title=f"Pod Restarted: {pod.name} (restarts {prev.restarts} → {c.restarts})",
+        stamp=when(None, ctx),
+        discriminators=(c.name, c.restarts),
+        data=_data(pod, container=c.name, changed={"restartCount": old_new(prev.restarts, c.restarts)}),
+    )
+
+
+def _terminated(t: Termination, pod: PodCompact, ctx: DetectContext) -> Change:
+    short_id = t.container_id.rpartition("://")[2][:12] or "-"
+    detail = f"exit {t.exit_code}" + (f", {t.reason}" if t.reason else "")
+    return _change(
+        pod,
+        ctx,
+        reason="Terminated",
+        title=f"Pod Container Terminated: {pod.name} ({t.container}: {detail})",
+        stamp=when(t.finished_at, ctx),
+        discriminators=(t.container, short_id, t.finished_at or "-"),
+        data=_data(
+            pod,
+            container=t.container,
+            termination={
+                "container": t.container,
+                "exitCode": t.exit_code,
+                "reason": t.reason,
+                "signal": t.signal,
+                "finishedAt": t.finished_at,
+                "containerID": t.container_id,
+                "message": t.message,
+            },
+        ),
+    )

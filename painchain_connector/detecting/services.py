@@ -1,0 +1,71 @@
+"""Services: Created and Deleted only (a Service's later edits are not reported)."""
+from __future__ import annotations
+
+from typing import Any, Mapping, NamedTuple
+
+from ..model import Change, DetectContext
+from .common import istr, labels_dict, lifecycle, listed, meta_strings, project_labels, share_items
+
+KIND = "Service"
+
+
+class ServiceCompact(NamedTuple):
+    uid: str
+    name: str
+    namespace: str
+    resource_version: str
+    created: str | None
+    deleted_at: str | None
+    type: str
+    cluster_ip: str | None
+    ports: tuple  # ((name, port, targetPort, protocol, nodePort), ...)
+    labels: tuple
+
+
+def project(obj: Mapping[str, Any]) -> ServiceCompact:
+    meta, uid, name, namespace, resource_version = meta_strings(obj)
+    spec = obj.get("spec") or {}
+    ports = share_items(
+        tuple(
+            (p.get("name"), p.get("port"), p.get("targetPort"), istr(p.get("protocol") or "TCP"), p.get("nodePort"))
+            for p in spec.get("ports") or ()
+        )
+    )
+    return ServiceCompact(
+        uid=uid,
+        name=name,
+        namespace=namespace,
+        resource_version=resource_version,
+        created=meta.get("creationTimestamp"),
+        deleted_at=meta.get("deletionTimestamp"),
+        type=istr(spec.get("type") or "ClusterIP"),
+        cluster_ip=spec.get("clusterIP"),
+        ports=ports,
+        labels=project_labels(meta.get("labels")),
+    )
+
+
+def detect(
+    old: ServiceCompact | None, new: ServiceCompact | None, *, deleted: bool, ctx: DetectContext
+) -> tuple[list[Change], ServiceCompact | None]:
+    outcome = lifecycle(KIND, old, new, deleted=deleted, ctx=ctx, data=_data)
+    return outcome if outcome is not None else ([], new)
+
+
+def _data(service: ServiceCompact) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "name": service.name,
+        "namespace": service.namespace,
+        "type": service.type,
+        "clusterIP": service.cluster_ip,
+    }
+    listed(
+        (
+            {"name": name, "port": port, "targetPort": target, "protocol": protocol, "nodePort": node_port}
+            for name, port, target, protocol, node_port in service.ports
+        ),
+        data,
+        "ports",
+    )
+    data["labels"] = labels_dict(service.labels)
+    return data
