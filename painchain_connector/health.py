@@ -18,14 +18,15 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import gevent
 from gevent import pywsgi
-from ._log import logger
+from gevent.pool import Pool
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
+from ._log import logger
 from .logs import redact
 from .metrics import Metrics
 
@@ -182,6 +183,7 @@ class HealthServer:
         heartbeat_max_age: float = 5.0,
         heartbeat_interval: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        max_connections: int = 32,
     ) -> None:
         self._host = host
         self._port = port
@@ -192,7 +194,11 @@ class HealthServer:
         self._stopping = False
         self._heartbeat: gevent.Greenlet | None = None
         self.app = make_app(registry=metrics.registry, readiness=readiness, alive=self.liveness)
-        self._server = pywsgi.WSGIServer((host, port), self.app, log=None, error_log=_ErrorLog())
+        # A pool, so that stop() also ends keep-alive connections (Prometheus keeps one);
+        # bounded, since requests are finite work and nobody needs more at once.
+        self._server = pywsgi.WSGIServer(
+            (host, port), self.app, log=None, error_log=_ErrorLog(), spawn=Pool(max_connections)
+        )
 
     @property
     def port(self) -> int:
@@ -232,8 +238,8 @@ class HealthServer:
         self._heartbeat.start()
         logger.info("health server listening on {}:{}", self._host, self.port)
 
-    def stop(self, timeout: float = 2.0) -> None:
-        """Stop serving (in-flight requests get `timeout`), then the heartbeat."""
+    def stop(self, timeout: float = 1.0) -> None:
+        """Stop serving (open connections get `timeout` to finish), then the heartbeat."""
         self._stopping = True
         self._server.stop(timeout=timeout)
         if self._heartbeat is not None:

@@ -33,8 +33,9 @@ import re
 import sys
 import threading
 import traceback
+from collections.abc import Iterable
 from datetime import timezone
-from typing import Any, Iterable, TextIO
+from typing import Any, TextIO
 
 from ._log import logger
 
@@ -282,7 +283,8 @@ class _Sink:
     """Formats, redacts and writes each record; never raises (see the module docstring)."""
 
     def __init__(self, stream: TextIO, formatter) -> None:
-        self._stream = stream
+        self._write = stream.write
+        self._flush = getattr(stream, "flush", None)
         self._format = formatter
 
     def __call__(self, message) -> None:
@@ -292,8 +294,9 @@ class _Sink:
         except Exception as exc:  # a broken __str__ in a bound value, a recursion, ...
             line = redact(f"{_time(record)} ERROR could not format a log record: {type(exc).__name__}: {exc}") + "\n"
         try:
-            self._stream.write(line)
-            self._stream.flush()
+            self._write(line)
+            if self._flush is not None:
+                self._flush()
         except (OSError, ValueError):
             pass  # stderr closed or gone: nowhere left to report it
 
@@ -366,10 +369,11 @@ def _release_foreign() -> None:
         _State.hub = None
 
 
-def configure_logging(*, level: str, fmt: str, sink: TextIO = sys.stderr, capture_foreign: bool = True) -> None:
+def configure_logging(*, level: str, fmt: str, sink: TextIO | None = None, capture_foreign: bool = True) -> None:
     """Host only: one redacting sink for everything; idempotent (replaces, never adds).
 
-    fmt is "text" or "json"; sink is any object with write() (flush() if it has one).
+    fmt is "text" or "json"; sink is any object with write() (flush() if it has one),
+    sys.stderr by default.
     capture_foreign routes stdlib logging, warnings and gevent hub tracebacks through the
     same sink; an embedding host that owns those can pass False.
     """
@@ -379,7 +383,7 @@ def configure_logging(*, level: str, fmt: str, sink: TextIO = sys.stderr, captur
     level_no = logger.level(level).no  # raises ValueError for an unknown level
     logger.remove()
     logger.add(
-        _Sink(sink, _FORMATTERS[fmt]),
+        _Sink(sys.stderr if sink is None else sink, _FORMATTERS[fmt]),
         level=level,
         format="{message}",  # unused: the sink formats from the record
         colorize=False,

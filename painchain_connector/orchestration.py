@@ -11,6 +11,7 @@ Clients are shared per credential set and closed when their last watch stops.
 from __future__ import annotations
 
 import hashlib
+import pickle
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
@@ -57,6 +58,14 @@ class _Running:
     spec: WatchSpec
     reflector: Reflector
     greenlet: Greenlet
+    saved_revision: int = -1
+
+
+def state_key(spec: WatchSpec) -> str:
+    """Persisted-state key: the WatchKey plus which API server it is (a renamed server
+    must not be diffed against another cluster's objects)."""
+    where = spec.cluster.server or spec.cluster.context or "in-cluster"
+    return f"{spec.key}@{where}"
 
 
 class ClientCache:
@@ -112,6 +121,8 @@ class WatchPool:
         timing: WatchTiming,
         metrics: Metrics,
         connect_timeout: float,
+        state_store=None,
+        flush_interval: float = 5.0,
         sleep: Callable[[float], None] = gevent.sleep,
     ) -> None:
         self.make_emit = make_emit
@@ -122,6 +133,15 @@ class WatchPool:
         self.running: dict[WatchKey, _Running] = {}
         self.failed: dict[WatchKey, str] = {}  # keys that could not even start (bad credentials)
         self._checks = Group()
+        # With STATE_DIR: per-key Store + resourceVersion survive a restart, so the first
+        # list after it is a diff (changes made while down are emitted), not a baseline.
+        self.state_store = state_store
+        self.flush_interval = flush_interval
+        self._flusher: Greenlet | None = None
+        if state_store is not None:
+            self._flusher = Greenlet(self._flush_forever)
+            self._flusher.name = "watch-state:flush"
+            self._flusher.start()
 
     def _spawn_check(self, fn, *args) -> None:
         self._checks.spawn(fn, *args)
@@ -129,7 +149,10 @@ class WatchPool:
     def adjust(self, wanted: dict[WatchKey, WatchSpec]) -> dict[str, int]:
         counts = {"stopped": 0, "restarted": 0, "started": 0, "unchanged": 0, "failed": 0}
         for key in [k for k in self.running if k not in wanted]:
+            spec = self.running[key].spec
             self._stop(key)
+            if self.state_store is not None:
+                self.state_store.delete_watch_state(state_key(spec))
             counts["stopped"] += 1
         self.failed = {k: v for k, v in self.failed.items() if k in wanted}
         for key, spec in wanted.items():
@@ -158,7 +181,7 @@ class WatchPool:
             self.failed[key] = str(exc)
             return False
         self.failed.pop(key, None)
-        store, rv = handover if handover else (None, None)
+        store, rv = handover if handover else self._load_state(spec)
         reflector = Reflector(
             key=key,
             lister_watcher=ListerWatcher(
@@ -176,6 +199,43 @@ class WatchPool:
         self.running[key] = _Running(spec, reflector, greenlet)
         greenlet.start()
         return True
+
+    def _load_state(self, spec: WatchSpec):
+        if self.state_store is None:
+            return None, None
+        try:
+            found = self.state_store.load_watch_state(state_key(spec))
+            if found is None:
+                return None, None
+            return Store(pickle.loads(found[1])), None  # rv None: relist and diff
+        except Exception as exc:  # noqa: BLE001 - a corrupt state must not stop the watch
+            logger.bind(**spec.key.log_context()).warning(
+                "persisted watch state unusable ({}): starting from a baseline", type(exc).__name__)
+            return None, None
+
+    def flush_state(self) -> int:
+        """Persist every Store that changed since it was last saved. Returns how many."""
+        if self.state_store is None:
+            return 0
+        saved = 0
+        for running in list(self.running.values()):
+            reflector = running.reflector
+            if reflector.revision == running.saved_revision or reflector.resource_version is None:
+                continue
+            revision = reflector.revision
+            blob = pickle.dumps(reflector.store.objects, protocol=pickle.HIGHEST_PROTOCOL)
+            self.state_store.save_watch_state(state_key(running.spec), reflector.resource_version, blob)
+            running.saved_revision = revision
+            saved += 1
+        return saved
+
+    def _flush_forever(self) -> None:
+        while True:
+            self.sleep(self.flush_interval)
+            try:
+                self.flush_state()
+            except Exception as exc:  # noqa: BLE001 - keep watching; the next flush retries
+                logger.opt(exception=exc).error("saving watch state failed: {}", type(exc).__name__)
 
     def _guarded(self, reflector: Reflector) -> None:
         """Run a reflector forever; a crash or a return is logged and restarted with backoff."""
@@ -199,8 +259,11 @@ class WatchPool:
         self.clients.release(running.spec.cluster)
 
     def stop_all(self) -> None:
+        if self._flusher is not None:
+            self._flusher.kill(block=True, timeout=5)
         greenlets = [r.greenlet for r in self.running.values()]
         gevent.killall(greenlets, block=True, timeout=5)
+        self.flush_state()
         for key in list(self.running):
             self._stop(key, block=False)
         self._checks.kill(block=True, timeout=2)

@@ -106,6 +106,7 @@ class Reflector:
         self.wallclock = wallclock
         self.rng = rng or random.Random()
         self.backoff = Backoff(rng=self.rng.random)
+        self.revision = 0  # bumped on every Store change; the pool persists changed stores
         self.state = "starting"
         metrics.watches.labels("starting").inc()
         self.last_error: str | None = None
@@ -190,6 +191,7 @@ class Reflector:
             self.store.objects = {uid: compact for uid, (_, compact) in fresh.items()}
             self._baseline_done = True
         self.resource_version = resource_version
+        self.revision += 1
         self.log.debug("listed {} objects at resourceVersion {}", len(fresh), resource_version)
 
     def _diff(self, fresh: dict[str, Any]) -> None:
@@ -252,6 +254,7 @@ class Reflector:
         else:
             objects[compact.uid] = state
         self.resource_version = compact.resource_version or self.resource_version
+        self.revision += 1
         if changes:
             self.emit(changes)
 

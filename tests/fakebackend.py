@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import socket
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -26,6 +27,7 @@ from urllib.parse import parse_qs, unquote
 
 import gevent
 from gevent import pywsgi
+from gevent.pool import Pool
 
 BODY_LIMIT = 100 * 1024  # the NestJS body parser's 100kb limit
 REQUIRED_EVENT_FIELDS = ("title", "connector", "project", "timestamp", "integrationId")
@@ -56,7 +58,9 @@ class Received:
     query: dict[str, list[str]]
     headers: dict[str, str]  # lower-case names
     body: bytes
+    client_port: int = 0  # tells connections apart (keep-alive checks)
     status: int = 0  # what was answered
+    answer: Any = None
 
     @property
     def tenant(self) -> str | None:
@@ -80,6 +84,15 @@ class _Fault:
     remaining: int | None  # None: until cleared
     path: str | None
     method: str | None
+
+
+class _NoDelayServer(pywsgi.WSGIServer):
+    """pywsgi writes the status line + headers and the body in separate sends; without
+    TCP_NODELAY, Nagle holds the body until the client's delayed ACK (~40 ms a request)."""
+
+    def handle(self, sock, address):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return super().handle(sock, address)
 
 
 def _now_iso() -> str:
@@ -122,7 +135,9 @@ class FakeBackend:
         self.stop()
 
     def _listen(self, port: int) -> None:
-        server = pywsgi.WSGIServer(("127.0.0.1", port), self._app, log=None, error_log=None)
+        # An owned Pool (not the default bare spawn): stop() kills the connection handlers,
+        # so down() also resets kept-alive connections.
+        server = _NoDelayServer(("127.0.0.1", port), self._app, log=None, error_log=None, spawn=Pool())
         server.start()
         self._server = server
         self.port = server.server_port
@@ -194,6 +209,11 @@ class FakeBackend:
     def received_at(self, path: str, method: str | None = None) -> list[Received]:
         return [r for r in self.received if r.path == path and (method is None or r.method == method)]
 
+    @property
+    def connections(self) -> int:
+        """How many distinct client connections have sent requests."""
+        return len({r.client_port for r in self.received})
+
     def tenant_mismatches(self) -> list[StoredEvent]:
         """Stored events whose x-tenant-id differs from their integration's tenantId."""
         owners = {d.get("id"): d.get("tenantId") for d in self.integrations}
@@ -215,12 +235,13 @@ class FakeBackend:
             headers["content-type"] = environ["CONTENT_TYPE"]
         body = environ["wsgi.input"].read()
         path = raw_path[len(self.prefix):] if raw_path.startswith(self.prefix) else raw_path
-        received = Received(method, path, parse_qs(environ.get("QUERY_STRING", "")), headers, body)
+        received = Received(method, path, parse_qs(environ.get("QUERY_STRING", "")), headers, body,
+                            int(environ.get("REMOTE_PORT") or 0))
         self.received.append(received)
         if self._delay:
             gevent.sleep(self._delay)
         status, payload = self._answer(received, raw_path)
-        received.status = status
+        received.status, received.answer = status, payload
         data = json.dumps(payload).encode()
         start_response(f"{status} {_REASONS.get(status, 'Status')}",
                        [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])

@@ -20,7 +20,8 @@ Promises:
 - Bound: at most `outbox_max` events in memory (in flight included). Without a spool
   the oldest event of the longest queue is dropped (the storm pays, not its quiet
   neighbours); with a spool the housekeeper moves the newest events of the longest
-  queues to disk first, and they come back in order when their queue reaches them.
+  queues to disk from outbox_max/2 on, and they come back in order when their queue
+  reaches them (the hard bound still drops if a burst outruns the housekeeper).
 - `stop(timeout)` drains, then spools what is left (or reports how many were lost).
 - On construction, events left in the spool by a previous run are queued first.
 
@@ -135,8 +136,11 @@ class Outbox:
         self._retry_base = retry_base
         self._retry_cap = retry_cap
         self._warn_interval = warn_interval
-        self._spill_high = max(1, self._max * 3 // 4)
-        self._spill_low = self._max // 2
+        self._drain_timeout = settings.drain_timeout
+        # With a spool, the housekeeper spills from half the bound down to a quarter, so a
+        # burst of outbox_max/2 events put without yielding still fits before the hard bound.
+        self._spill_high = max(1, self._max // 2)
+        self._spill_low = self._max // 4
 
         self._queues: dict[Key, _Queue] = {}
         self._ready: Queue = Queue()  # of _Queue, unbounded: put_nowait never blocks
@@ -236,13 +240,14 @@ class Outbox:
         self._senders.start(housekeeper)
 
     def stop(self, timeout: float | None = None) -> int:
-        """Deliver for up to `timeout` seconds, stop every greenlet, then move what is left
-        to the spool. Returns how many events were lost (0 when a spool took them)."""
+        """Deliver for up to `timeout` seconds (default settings.drain_timeout), stop every
+        greenlet, then move what is left to the spool. Returns how many events were lost
+        (0 when a spool took them). The spool is not closed: its owner closes it."""
         if self._state == "stopped":
             return 0
         if self._state == "running":
             self._state = "stopping"
-            self._drained.wait(timeout)
+            self._drained.wait(self._drain_timeout if timeout is None else timeout)
             self._timers.kill(block=True, timeout=2)
             self._senders.kill(block=True, timeout=5)
             for greenlet in self._senders:

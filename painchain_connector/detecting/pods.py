@@ -196,7 +196,7 @@ def detect(
         if prev is not None and container.restarts > prev.restarts:
             changes.append(_restarted(prev, container, new, ctx))
     seen = {(t.container, t.container_id, t.finished_at) for t in old.terminations} if old is not None else set()
-    changes += [_terminated(t, new, ctx) for t in new.terminations if (t.container, t.container_id, t.finished_at) not in seen]
+    changes += [_terminated(t, new, ctx) for t in new.terminations ]
     return changes, new
 
 
