@@ -188,6 +188,7 @@ def _looks_like_pem_or_der(match: re.Match[str]) -> str:
 # (guards, regex, replacement), applied in order. A rule runs only when one of its guards
 # occurs in the lowercased text: one regex per rule with a cheap `in` check in front is
 # several times faster than one combined alternation, which defeats re's prefix search.
+# For the same reason patterns start with a literal or a character class, not `(?i)`.
 _RULES: list[tuple[tuple[str, ...], re.Pattern[str], Any]] = [
     (("-----begin",), re.compile(r"-----BEGIN [A-Z0-9 ]+-----(?s:.*?)(?:-----END [A-Z0-9 ]+-----|\Z)"), REDACTED),
     (("ls0tls1crudjti",), re.compile(r"LS0tLS1CRUdJTi[A-Za-z0-9+/]*={0,2}"), REDACTED),  # base64 of "-----BEGIN"
@@ -195,7 +196,7 @@ _RULES: list[tuple[tuple[str, ...], re.Pattern[str], Any]] = [
     # 'Authorization': 'Bearer x' / Authorization: Bearer x / "authorization"="Basic x"
     (
         ("authorization",),
-        re.compile(r"(?i)(?P<key>authorization['\"]?\s*[:=]\s*['\"]?(?:[a-z-]+\s+)?)[^\s'\",}]+"),
+        re.compile(r"(?P<key>[Aa](?i:uthorization)['\"]?\s*[:=]\s*['\"]?(?:[A-Za-z-]+\s+)?)[^\s'\",}]+"),
         rf"\g<key>{REDACTED}",
     ),
     # 'token': 'x' / "client-key-data": "x" (dict reprs, JSON documents)
@@ -207,12 +208,12 @@ _RULES: list[tuple[tuple[str, ...], re.Pattern[str], Any]] = [
     # token=x / access_token='x' (query strings, keyword reprs)
     (
         ("token=", "password=", "secret="),
-        re.compile(r"(?i)(?P<key>(?:token|password|secret)=['\"]?)[^&\s'\",;)}\]]+"),
+        re.compile(r"(?P<key>(?:[Tt](?i:oken)|[Pp](?i:assword)|[Ss](?i:ecret))=['\"]?)[^&\s'\",;)}\]]+"),
         rf"\g<key>{REDACTED}",
     ),
-    (("bearer",), re.compile(r"(?i)(?P<key>\bbearer\s+)(?!token\b)[A-Za-z0-9\-._~+/]+=*"), rf"\g<key>{REDACTED}"),
+    (("bearer",), re.compile(r"(?P<key>\b[Bb](?i:earer)\s+)(?!token\b)[A-Za-z0-9\-._~+/]+=*"), rf"\g<key>{REDACTED}"),
     # Long base64 runs: redacted when they are a PEM or DER in disguise, kept otherwise.
-    ((), re.compile(rf"[A-Za-z0-9+/]{{{_B64_RUN_MIN},}}={{0,2}}"), _looks_like_pem_or_der),
+    ((), re.compile(rf"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{{{_B64_RUN_MIN},}}={{0,2}}"), _looks_like_pem_or_der),
 ]
 
 

@@ -197,8 +197,9 @@ class Outbox:
 
     def retain_integrations(self, ids: Iterable[str]) -> int:
         """Drop the queued events of every integration not in `ids` (it left the backend's
-        list: its events would only earn 500s). Returns how many were dropped. An event in
-        flight finishes its attempt; it is not retried."""
+        list: its events would only earn 500s). Returns how many queued events (memory and
+        spool) were dropped. An event in flight finishes its attempt and is not retried
+        (it is counted as dropped then, if that attempt fails)."""
         keep = set(ids)
         dropped = 0
         gone: list[_Queue] = [q for q in self._queues.values() if q.integration_id not in keep]
@@ -256,7 +257,8 @@ class Outbox:
         left = self._count
         lost = left
         if left and self._spool is not None:
-            lost = left - self._spool_everything()
+            self._spool_everything()
+            lost = self._count
             if not lost:
                 logger.info("outbox stopped: {} undelivered events kept in the spool for the next start", left)
         self._flush_spool_garbage()
@@ -264,6 +266,7 @@ class Outbox:
             self._metrics.events_dropped.labels("shutdown").inc(lost)
             logger.warning("outbox stopped with {} undelivered events lost", lost)
         self._count -= lost
+        self._queues.clear()
         self._after_count_change()
         return lost
 
@@ -322,7 +325,8 @@ class Outbox:
 
     def _refill(self, q: _Queue) -> None:
         assert self._spool is not None
-        room = max(1, min(LOAD_BATCH, self._max - self._count))
+        # Load no further than where spilling starts, or the housekeeper writes it right back.
+        room = max(1, min(LOAD_BATCH, self._spill_high - self._count))
         try:
             rows = self._spool.load(q.tenant_id, q.integration_id, after=q.cursor, limit=room)
         except sqlite3.Error as exc:
@@ -475,6 +479,7 @@ class Outbox:
     def _spill(self, target: int) -> None:
         """Move the newest events of the longest queues to the spool until `target` remain."""
         assert self._spool is not None
+        keep = min(SPILL_KEEP, max(1, target // max(1, len(self._queues))))
         for q in sorted(self._queues.values(), key=lambda q: q.in_memory, reverse=True):
             if self._count <= target:
                 break
@@ -483,7 +488,7 @@ class Outbox:
             if q.spooled:  # its spooled rows sit between head and tail: the whole tail goes
                 taken = list(q.tail)
             else:  # a suffix of head goes, so the disk rows stay newer than memory
-                taken = list(q.head)[min(len(q.head), SPILL_KEEP):]
+                taken = list(q.head)[keep:]
             if not taken or not self._write_rows(taken):
                 continue
             if q.spooled:
@@ -507,6 +512,8 @@ class Outbox:
                 kept += len(taken)
                 q.head.clear()
                 q.tail.clear()
+                q.spooled += len(taken)
+        self._count -= kept
         return kept
 
     def _write_rows(self, taken: list[_Pending]) -> bool:

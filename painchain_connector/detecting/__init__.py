@@ -3,14 +3,15 @@
 `project(resource, obj)` keeps only what detection and event data need (it runs on every
 watch event and is stored per object, so it is small and fast). `detect(...)` compares
 two compacts and returns the changes plus the state to store. Both are pure: no I/O, no
-clock reads, no logging; a malformed object yields sparse data, not an exception.
+clock reads, no logging; missing fields yield sparse data, not an exception.
 
 The caller projects the initial list of a watch without detecting (a baseline), so
 `detect(old=None, ...)` is only called for objects that are genuinely new.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Union
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from ..model import Change, DetectContext
 from . import daemonsets, deployments, events, pods, services, statefulsets
@@ -19,7 +20,7 @@ from .events import EventCompact
 from .pods import PodCompact
 from .services import ServiceCompact
 
-Compact = Union[PodCompact, WorkloadCompact, ServiceCompact, EventCompact]
+Compact = PodCompact | WorkloadCompact | ServiceCompact | EventCompact
 
 RESOURCES: Mapping[str, str] = {
     "pods": pods.KIND,
@@ -41,7 +42,7 @@ _MODULES = {
 _PROJECT: dict[str, Callable[[Mapping[str, Any]], Compact]] = {name: m.project for name, m in _MODULES.items()}
 _DETECT = {name: m.detect for name, m in _MODULES.items()}
 
-__all__ = ["RESOURCES", "Compact", "project", "detect"]
+__all__ = ["RESOURCES", "Compact", "detect", "project"]
 
 
 def project(resource: str, obj: Mapping[str, Any]) -> Compact:

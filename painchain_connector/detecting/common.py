@@ -10,8 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-from datetime import datetime, timezone
-from typing import Any, Iterable, Mapping, NamedTuple
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
 
 from ..model import Change, DetectContext
 
@@ -31,7 +32,7 @@ intern = sys.intern
 class Shared:
     """Canonical instances of equal hashable values, in a bounded table (cleared when full)."""
 
-    __slots__ = ("_table", "_limit")
+    __slots__ = ("_limit", "_table")
 
     def __init__(self, limit: int = 4096) -> None:
         self._table: dict = {}
@@ -126,12 +127,12 @@ def parse_time(value: str | None) -> datetime | None:
         stamp = datetime.fromisoformat(value)
     except (TypeError, ValueError):
         return None
-    return stamp.replace(tzinfo=timezone.utc) if stamp.tzinfo is None else stamp.astimezone(timezone.utc)
+    return stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
 
 
 def observed(ctx: DetectContext) -> datetime:
     stamp = ctx.observed_at
-    return stamp.replace(tzinfo=timezone.utc) if stamp.tzinfo is None else stamp.astimezone(timezone.utc)
+    return stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
 
 
 def when(value: str | None, ctx: DetectContext) -> datetime:

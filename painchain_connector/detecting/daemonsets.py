@@ -1,10 +1,19 @@
 """DaemonSets: Created, Deleted and Updated (spec changes; a DaemonSet has no replicas to scale)."""
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ..model import Change, DetectContext
-from .common import WorkloadCompact, images_data, labels_dict, lifecycle, listed, project_workload, spec_changes
+from .common import (
+    WorkloadCompact,
+    images_data,
+    labels_dict,
+    lifecycle,
+    listed,
+    project_workload,
+    spec_changes,
+)
 
 KIND = "DaemonSet"
 # WorkloadCompact.status of a DaemonSet:

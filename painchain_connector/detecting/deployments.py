@@ -6,7 +6,8 @@ carries forward which generation's outcome is already known (`done_generation`).
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ..model import Change, DetectContext
 from .common import (

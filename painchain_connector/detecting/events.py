@@ -7,7 +7,8 @@ Event object (the apiserver expires them after an hour) reports nothing.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, NamedTuple
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 from ..model import Change, DetectContext
 from .common import clip, external_id, istr, make_change, meta_strings, parse_time, when
@@ -53,7 +54,7 @@ def _reported(event_type: str, reason: str) -> bool:
 
 
 def project(obj: Mapping[str, Any]) -> EventCompact:
-    meta, uid, name, namespace, resource_version = meta_strings(obj)
+    _, uid, name, namespace, resource_version = meta_strings(obj)
     series = obj.get("series") or {}  # absent (or null) on Events created through core/v1
     event_type = istr(obj.get("type") or "Normal")
     reason = istr(obj.get("reason"))

@@ -8,7 +8,8 @@ after the grace period), so a terminating pod reports only its deletion.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, NamedTuple
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 from ..model import Change, DetectContext
 from .common import (
@@ -196,7 +197,7 @@ def detect(
         if prev is not None and container.restarts > prev.restarts:
             changes.append(_restarted(prev, container, new, ctx))
     seen = {(t.container, t.container_id, t.finished_at) for t in old.terminations} if old is not None else set()
-    changes += [_terminated(t, new, ctx) for t in new.terminations ]
+    changes += [_terminated(t, new, ctx) for t in new.terminations if (t.container, t.container_id, t.finished_at) not in seen]
     return changes, new
 
 

@@ -1,10 +1,19 @@
 """Services: Created and Deleted only (a Service's later edits are not reported)."""
 from __future__ import annotations
 
-from typing import Any, Mapping, NamedTuple
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 from ..model import Change, DetectContext
-from .common import istr, labels_dict, lifecycle, listed, meta_strings, project_labels, share_items
+from .common import (
+    istr,
+    labels_dict,
+    lifecycle,
+    listed,
+    meta_strings,
+    project_labels,
+    share_items,
+)
 
 KIND = "Service"
 

@@ -1,10 +1,19 @@
 """StatefulSets: Created, Deleted, Scaled (spec.replicas) and Updated (any other spec change)."""
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ..model import Change, DetectContext
-from .common import WorkloadCompact, images_data, labels_dict, lifecycle, listed, project_workload, spec_changes
+from .common import (
+    WorkloadCompact,
+    images_data,
+    labels_dict,
+    lifecycle,
+    listed,
+    project_workload,
+    spec_changes,
+)
 
 KIND = "StatefulSet"
 # WorkloadCompact.status of a StatefulSet: (readyReplicas, currentReplicas, updatedReplicas)

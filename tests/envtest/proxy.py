@@ -174,3 +174,34 @@ class FaultyProxy:
             pass   # the other pump (or cut_*) closed the sockets: the connection is over
         finally:
             conn.close()
+
+
+def _main(argv: list[str]) -> int:
+    """Standalone, as a child process of ControlPlane between kube-apiserver and etcd, so
+    that the apiserver's etcd traffic never waits on the test process's greenlets.
+    SIGUSR1 cuts every connection; SIGTERM stops."""
+    import argparse
+    import os
+    import signal
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--upstream", required=True, help="host:port")
+    parser.add_argument("--port-file", required=True, help="where to write the listening port")
+    args = parser.parse_args(argv)
+    host, port = args.upstream.rsplit(":", 1)
+    proxy = FaultyProxy((host, int(port)), scheme="http").start()
+    stopped = Event()
+    gevent.signal_handler(signal.SIGUSR1, proxy.cut_all)
+    gevent.signal_handler(signal.SIGTERM, stopped.set)
+    tmp = f"{args.port_file}.tmp"
+    with open(tmp, "w") as f:
+        f.write(str(proxy.port))
+    os.replace(tmp, args.port_file)   # readers never see a half-written port
+    stopped.wait()
+    proxy.close()
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+    sys.exit(_main(sys.argv[1:]))

@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
 from painchain_connector.detecting import RESOURCES, common, detect, project
 from painchain_connector.model import DetectContext
 
-CTX = DetectContext(cluster="prod", observed_at=datetime(2024, 5, 2, 12, 0, 0, tzinfo=timezone.utc))
+CTX = DetectContext(cluster="prod", observed_at=datetime(2024, 5, 2, 12, 0, 0, tzinfo=UTC))
 
 
 def minimal(resource: str) -> dict:
@@ -60,4 +60,4 @@ def test_oversized_data_drops_its_largest_fields_with_a_marker():
 def test_naive_observed_at_is_taken_as_utc():
     naive = DetectContext(cluster="prod", observed_at=datetime(2024, 5, 2, 12, 0, 0))
     changes, _ = detect("services", project("services", minimal("services")), None, deleted=True, ctx=naive)
-    assert changes[0].timestamp == datetime(2024, 5, 2, 12, 0, 0, tzinfo=timezone.utc)
+    assert changes[0].timestamp == datetime(2024, 5, 2, 12, 0, 0, tzinfo=UTC)

@@ -1,12 +1,12 @@
 """DaemonSet detection: Created, Deleted, Updated; node-count churn is silent, nothing is Scaled."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from painchain_connector.detecting import detect, project
 from painchain_connector.model import DetectContext
 
-OBSERVED = datetime(2024, 5, 2, 12, 0, 0, tzinfo=timezone.utc)
+OBSERVED = datetime(2024, 5, 2, 12, 0, 0, tzinfo=UTC)
 CTX = DetectContext(cluster="prod", observed_at=OBSERVED)
 UID = "dada0000-1111-2222-3333-444455556666"
 
@@ -46,7 +46,7 @@ def test_image_change_reports_updated_at_spec_write_time():
     changes, _ = step(daemonset(), daemonset(generation=2, image="example.com/agent:2", rv="101"))
     assert [(c.title, c.reason) for c in changes] == [("DaemonSet Updated: agent", "Updated")]
     assert changes[0].data["changed"]["images"] == {"agent": {"old": "example.com/agent:1", "new": "example.com/agent:2"}}
-    assert changes[0].timestamp == datetime(2024, 5, 2, 10, 0, 0, tzinfo=timezone.utc)
+    assert changes[0].timestamp == datetime(2024, 5, 2, 10, 0, 0, tzinfo=UTC)
     assert changes[0].external_id == f"k8s:prod:DaemonSet:kube-system/agent:{UID}:Updated:2"
 
 

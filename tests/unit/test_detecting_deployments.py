@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from painchain_connector.detecting import detect, project
 from painchain_connector.model import DetectContext
 
-OBSERVED = datetime(2024, 5, 2, 12, 0, 0, tzinfo=timezone.utc)
+OBSERVED = datetime(2024, 5, 2, 12, 0, 0, tzinfo=UTC)
 CTX = DetectContext(cluster="prod", observed_at=OBSERVED)
 UID = "0d0d0d0d-1111-2222-3333-444455556666"
 
@@ -100,7 +100,7 @@ DONE = ("True", "NewReplicaSetAvailable", "2024-05-01T10:00:00Z", "2024-05-02T11
 def test_new_deployment_reports_created_at_its_creation_timestamp():
     changes, state = run(deployment(generation=1, observed=0, ready=0, available=0, updated=0, current=0, progressing=None), start_new=True)
     assert [(c.title, c.reason, c.kind, c.namespace) for c in changes] == [("Deployment Created: web", "Created", "Deployment", "shop")]
-    assert changes[0].timestamp == datetime(2024, 5, 1, 9, 0, 0, tzinfo=timezone.utc)
+    assert changes[0].timestamp == datetime(2024, 5, 1, 9, 0, 0, tzinfo=UTC)
     data = changes[0].data
     assert data["replicas"] == {"desired": 3, "ready": 0, "available": 0, "updated": 0}
     assert data["images"] == [{"container": "web", "image": "example.com/web:1.0"}]
@@ -118,7 +118,7 @@ def test_scale_reports_scaled_only_at_the_spec_write_time():
     )
     assert [c.title for c in changes] == ["Deployment Scaled: web (3 → 5)"]
     assert changes[0].data["changed"] == {"replicas": {"old": 3, "new": 5}}
-    assert changes[0].timestamp == datetime(2024, 5, 2, 11, 0, 0, tzinfo=timezone.utc)  # not the newer status write
+    assert changes[0].timestamp == datetime(2024, 5, 2, 11, 0, 0, tzinfo=UTC)  # not the newer status write
 
 
 def test_image_change_reports_updated_with_old_and_new_image_then_rollout_complete_once():
@@ -134,7 +134,7 @@ def test_image_change_reports_updated_with_old_and_new_image_then_rollout_comple
     updated, complete = changes
     assert updated.data["changed"] == {"images": {"web": {"old": "example.com/web:1.0", "new": "example.com/web:1.1"}}}
     assert updated.reason == "Updated" and complete.reason == "RolloutComplete"
-    assert complete.timestamp == datetime(2024, 5, 2, 11, 3, 0, tzinfo=timezone.utc)  # Progressing update time
+    assert complete.timestamp == datetime(2024, 5, 2, 11, 3, 0, tzinfo=UTC)  # Progressing update time
     assert state.done_generation == 2
 
 
@@ -170,7 +170,7 @@ def test_rollout_stuck_reported_on_transition_into_deadline_exceeded():
         deployment(generation=2, image="example.com/web:9", progressing=stuck, updated=1, current=4, rv="102"),
     )
     assert [(c.title, c.reason) for c in changes] == [("Deployment Rollout Stuck: web", "RolloutStuck")]
-    assert changes[0].timestamp == datetime(2024, 5, 2, 11, 10, 0, tzinfo=timezone.utc)
+    assert changes[0].timestamp == datetime(2024, 5, 2, 11, 10, 0, tzinfo=UTC)
     assert changes[0].data["progressing"] == {"status": "False", "reason": "ProgressDeadlineExceeded"}
 
 
@@ -207,7 +207,7 @@ def test_deleted_deployment_reports_deleted_and_stores_nothing():
     final["metadata"]["deletionTimestamp"] = "2024-05-02T11:30:00Z"
     changes, state = detect("deployments", project("deployments", deployment()), project("deployments", final), deleted=True, ctx=CTX)
     assert [c.title for c in changes] == ["Deployment Deleted: web"] and state is None
-    assert changes[0].timestamp == datetime(2024, 5, 2, 11, 30, 0, tzinfo=timezone.utc)
+    assert changes[0].timestamp == datetime(2024, 5, 2, 11, 30, 0, tzinfo=UTC)
     vanished, _ = detect("deployments", project("deployments", deployment()), None, deleted=True, ctx=CTX)
     assert vanished[0].external_id == changes[0].external_id and vanished[0].timestamp == OBSERVED
 

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from painchain_connector.detecting import common, detect, project
 from painchain_connector.model import DetectContext
 
-OBSERVED = datetime(2024, 5, 2, 12, 0, 0, tzinfo=timezone.utc)
+OBSERVED = datetime(2024, 5, 2, 12, 0, 0, tzinfo=UTC)
 CTX = DetectContext(cluster="prod", observed_at=OBSERVED, event_repeat_window=300)
 UID = "e0e0e0e0-1111-2222-3333-444455556666"
 
@@ -58,7 +58,7 @@ def test_warning_event_reported_on_first_occurrence_with_its_data():
     assert [(c.title, c.kind, c.reason, c.namespace) for c in changes] == [
         ("K8s Event [Warning]: BackOff - Pod/api-7d9f", "Event", "BackOff", "shop")
     ]
-    assert changes[0].timestamp == datetime(2024, 5, 2, 11, 0, 0, tzinfo=timezone.utc)
+    assert changes[0].timestamp == datetime(2024, 5, 2, 11, 0, 0, tzinfo=UTC)
     assert changes[0].data == {
         "reason": "BackOff", "message": "Back-off restarting failed container app in pod api-7d9f", "type": "Warning",
         "count": 1, "firstTimestamp": "2024-05-02T11:00:00Z", "lastTimestamp": "2024-05-02T11:00:00Z",
@@ -83,13 +83,13 @@ def test_repeats_inside_the_window_are_coalesced_then_one_after_it_carries_the_c
         event(count=7, last="2024-05-02T11:06:00Z", rv="104"),
     )
     assert [c.data["count"] for c in changes] == [1, 6]
-    assert changes[1].timestamp == datetime(2024, 5, 2, 11, 5, 0, tzinfo=timezone.utc)
+    assert changes[1].timestamp == datetime(2024, 5, 2, 11, 5, 0, tzinfo=UTC)
     assert changes[1].external_id.endswith(":BackOff:6")
     assert (state.reported_count, state.reported_last) == (6, "2024-05-02T11:05:00Z")
 
 
 def test_repeat_window_is_measured_on_event_timestamps_not_the_observation_clock():
-    late = DetectContext(cluster="prod", observed_at=datetime(2030, 1, 1, tzinfo=timezone.utc), event_repeat_window=300)
+    late = DetectContext(cluster="prod", observed_at=datetime(2030, 1, 1, tzinfo=UTC), event_repeat_window=300)
     first = project("events", event(count=1))
     changes, _ = detect("events", first, project("events", event(count=2, last="2024-05-02T11:01:00Z")), deleted=False, ctx=late)
     assert changes == []
@@ -112,10 +112,10 @@ def test_event_with_null_last_timestamp_uses_series_and_event_time():
     assert (data["count"], data["firstTimestamp"], data["lastTimestamp"], data["source"]) == (
         2, "2024-05-02T11:00:00.000000Z", "2024-05-02T11:00:00.250000Z", "kubelet"
     )
-    assert changes[0].timestamp == datetime(2024, 5, 2, 11, 0, 0, 250000, tzinfo=timezone.utc)
+    assert changes[0].timestamp == datetime(2024, 5, 2, 11, 0, 0, 250000, tzinfo=UTC)
     without_series = series_event()
     without_series["series"] = None
-    assert feed(without_series)[0][0].timestamp == datetime(2024, 5, 2, 11, 0, tzinfo=timezone.utc)
+    assert feed(without_series)[0][0].timestamp == datetime(2024, 5, 2, 11, 0, tzinfo=UTC)
 
 
 def test_external_ids_equal_via_watch_and_relist_and_unique_per_reported_count():

@@ -6,12 +6,12 @@ import gc
 import json
 import tracemalloc
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from painchain_connector.detecting import common, detect, project
 from painchain_connector.model import DetectContext
 
-OBSERVED = datetime(2024, 5, 2, 12, 0, 0, tzinfo=timezone.utc)
+OBSERVED = datetime(2024, 5, 2, 12, 0, 0, tzinfo=UTC)
 CTX = DetectContext(cluster="prod", observed_at=OBSERVED)
 UID = "6f1c2d3e-1111-2222-3333-444455556666"
 
@@ -101,7 +101,7 @@ def test_pending_pod_new_to_us_reports_nothing_then_created_when_it_runs():
     changes, _ = detect("pods", state, project("pods", pod(running(), rv="101")), deleted=False, ctx=CTX)
     assert [c.title for c in changes] == ["Pod Created: api-7d9f"]
     assert changes[0].reason == "Created"
-    assert changes[0].timestamp == datetime(2024, 5, 1, 10, 0, 0, tzinfo=timezone.utc)  # creationTimestamp
+    assert changes[0].timestamp == datetime(2024, 5, 1, 10, 0, 0, tzinfo=UTC)  # creationTimestamp
     assert changes[0].data["changed"] == {"phase": {"old": "Pending", "new": "Running"}}
 
 
@@ -169,7 +169,7 @@ def test_nonzero_termination_reported_once_with_exit_code_reason_and_signal():
     changes = step(pod(running()), just_died)[0]
     assert [c.title for c in changes] == ["Pod Container Terminated: api-7d9f (app: exit 137, OOMKilled)"]
     assert changes[0].reason == "Terminated"
-    assert changes[0].timestamp == datetime(2024, 5, 1, 11, 0, 0, tzinfo=timezone.utc)  # finishedAt
+    assert changes[0].timestamp == datetime(2024, 5, 1, 11, 0, 0, tzinfo=UTC)  # finishedAt
     termination = changes[0].data["termination"]
     assert (termination["exitCode"], termination["reason"], termination["signal"]) == (137, "OOMKilled", 9)
     # The same termination moves to lastState while the container backs off and restarts.
@@ -218,7 +218,7 @@ def test_deleted_pod_reports_deleted_at_its_deletion_timestamp():
     final = pod(running(), deleting="2024-05-01T12:00:30Z", rv="200")
     changes, state = step(pod(running()), final, deleted=True)
     assert [c.title for c in changes] == ["Pod Deleted: api-7d9f"] and state is None
-    assert changes[0].timestamp == datetime(2024, 5, 1, 12, 0, 30, tzinfo=timezone.utc)
+    assert changes[0].timestamp == datetime(2024, 5, 1, 12, 0, 30, tzinfo=UTC)
 
 
 def test_pod_vanished_between_lists_reports_deleted_from_old_state_at_observed_time():

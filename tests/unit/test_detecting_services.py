@@ -1,12 +1,12 @@
 """Service detection: Created and Deleted only."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from painchain_connector.detecting import detect, project
 from painchain_connector.model import DetectContext
 
-OBSERVED = datetime(2024, 5, 2, 12, 0, 0, tzinfo=timezone.utc)
+OBSERVED = datetime(2024, 5, 2, 12, 0, 0, tzinfo=UTC)
 CTX = DetectContext(cluster="prod", observed_at=OBSERVED)
 UID = "5e7e1ce0-1111-2222-3333-444455556666"
 
@@ -38,7 +38,7 @@ def test_new_service_reports_created_with_type_ip_and_ports():
         "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP", "nodePort": 30080}],
         "labels": {"app": "api"},
     }
-    assert changes[0].timestamp == datetime(2024, 5, 1, 9, 0, 0, tzinfo=timezone.utc)
+    assert changes[0].timestamp == datetime(2024, 5, 1, 9, 0, 0, tzinfo=UTC)
     assert changes[0].external_id == f"k8s:prod:Service:shop/api:{UID}:Created"
     assert (state.uid, state.name, state.namespace, state.resource_version) == (UID, "api", "shop", "100")
 

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from painchain_connector.detecting import detect, project
 from painchain_connector.model import DetectContext
 
-OBSERVED = datetime(2024, 5, 2, 12, 0, 0, tzinfo=timezone.utc)
+OBSERVED = datetime(2024, 5, 2, 12, 0, 0, tzinfo=UTC)
 CTX = DetectContext(cluster="prod", observed_at=OBSERVED)
 UID = "5e5e5e5e-1111-2222-3333-444455556666"
 
@@ -49,14 +49,14 @@ def test_new_statefulset_reports_created_with_replica_counts_and_images():
     assert data["replicas"] == {"desired": 3, "ready": 0, "current": 0, "updated": 0}
     assert data["images"] == [{"container": "postgres", "image": "example.com/db:15"}]
     assert data["labels"] == {"app": "db"} and data["namespace"] == "data"
-    assert changes[0].timestamp == datetime(2024, 5, 1, 9, 0, 0, tzinfo=timezone.utc)
+    assert changes[0].timestamp == datetime(2024, 5, 1, 9, 0, 0, tzinfo=UTC)
     assert (state.uid, state.name, state.namespace, state.resource_version) == (UID, "db", "data", "100")
 
 
 def test_replica_change_reports_scaled_only():
     changes, _ = step(statefulset(), statefulset(generation=2, replicas=5, rv="101", spec_written="2024-05-02T11:00:00Z"))
     assert [c.title for c in changes] == ["StatefulSet Scaled: db (3 → 5)"]
-    assert changes[0].timestamp == datetime(2024, 5, 2, 11, 0, 0, tzinfo=timezone.utc)
+    assert changes[0].timestamp == datetime(2024, 5, 2, 11, 0, 0, tzinfo=UTC)
     assert changes[0].external_id == f"k8s:prod:StatefulSet:data/db:{UID}:Scaled:2"
 
 
