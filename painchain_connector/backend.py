@@ -20,9 +20,10 @@ backend sets for one tenant's request can ride along with another's.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
 from http.cookiejar import DefaultCookiePolicy
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 from urllib.parse import quote
 
 import gevent

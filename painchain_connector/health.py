@@ -33,7 +33,9 @@ from .metrics import Metrics
 Readiness = Callable[[], tuple[bool, dict]]
 
 # Watch states (as reported by the watching module) and what they mean for readiness.
-PENDING_STATES = frozenset({"starting", "listing"})  # not ready: first list not done yet
+# Not ready: the first list is not done yet, or the cluster cannot be reached at all (an
+# operator must see that). RBAC refusals and passing errors count as settled ("failing").
+PENDING_STATES = frozenset({"starting", "listing", "unreachable"})
 WATCHING = "watching"
 # Anything else ("backoff", "forbidden", "unauthorized", "unreachable", or a state this
 # module does not know) is settled: the watch will not become ready by waiting, so it
@@ -75,7 +77,7 @@ def readiness_report(
         reasons.append("integrations not fetched yet")
     waiting = sum(len(streams) for streams in pending.values())
     if waiting:
-        reasons.append(f"{waiting} watch(es) still listing on {len(pending)} cluster(s)")
+        reasons.append(f"{waiting} watch(es) still listing or unreachable on {len(pending)} cluster(s)")
     ready = not reasons
     details: dict = {
         "ready": ready,

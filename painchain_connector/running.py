@@ -28,9 +28,6 @@ from .settings import Settings
 from .sources import BackendSource, FetchFailed, Fetched, LocalSource
 from .watching import WatchTiming
 
-# Reflector states that count as "settled" for readiness: listed, or known-failed.
-_SETTLED = {"watching", "backoff", "forbidden", "unauthorized", "unreachable", "invalid"}
-
 
 class Connector:
     def __init__(self, settings: Settings, *, source=None, poster=None, metrics: Metrics | None = None) -> None:
@@ -135,16 +132,14 @@ class Connector:
     # -- readiness ----------------------------------------------------------------------
 
     def readiness(self) -> tuple[bool, dict]:
-        states = self.pool.states()
-        waiting = sorted(k for k, s in states.items() if s not in _SETTLED)
-        failing = {k: s for k, s in sorted(states.items()) if s in _SETTLED and s != "watching"}
-        checks = {
-            "registered": self.registered,
-            "integrationsFetched": self.integrations_fetched,
-            "watchesListed": not waiting,
-        }
-        ok = all(checks.values())
-        return ok, {"ready": ok, "checks": checks, "notReady": waiting, "failing": failing, "watches": len(states)}
+        from .health import readiness_report
+
+        return readiness_report(
+            registered=self.registered,
+            local_mode=self.settings.local_mode,
+            integrations_fetched=self.integrations_fetched,
+            watches=self.pool.states(),
+        )
 
     def _watch_ready(self) -> None:
         while not self.readiness()[0]:

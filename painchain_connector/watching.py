@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable
 from ._log import logger
 
 from . import detecting
-from .clusters import ApiError, Forbidden, Gone, ListerWatcher, ServerError, Unauthorized
+from .clusters import ApiError, Forbidden, Gone, ListerWatcher, ServerError, Unauthorized, Unreachable
 from .metrics import Metrics
 from .model import Change, DetectContext, WatchKey
 
@@ -136,6 +136,9 @@ class Reflector:
         except (Forbidden, Unauthorized) as exc:
             self._fail(exc, level="ERROR", state=exc.reason)
             self.sleep(self.timing.forbidden_retry)
+        except Unreachable as exc:
+            self._fail(exc, level="WARNING", state="unreachable")
+            self.sleep(self.backoff.next_delay())
         except ApiError as exc:
             self._fail(exc, level="WARNING", state="backoff")
             self.sleep(self.backoff.next_delay())

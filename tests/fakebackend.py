@@ -20,9 +20,10 @@ import itertools
 import json
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import parse_qs, unquote
 
 import gevent
@@ -119,7 +120,7 @@ class FakeBackend:
 
     # -- lifecycle ----------------------------------------------------------------------
 
-    def start(self) -> "FakeBackend":
+    def start(self) -> FakeBackend:
         self._listen(self.port)
         return self
 
@@ -128,7 +129,7 @@ class FakeBackend:
             self._server.stop(timeout=0)
             self._server = None
 
-    def __enter__(self) -> "FakeBackend":
+    def __enter__(self) -> FakeBackend:
         return self.start()
 
     def __exit__(self, *exc_info) -> None:
@@ -234,7 +235,7 @@ class FakeBackend:
         if environ.get("CONTENT_TYPE"):
             headers["content-type"] = environ["CONTENT_TYPE"]
         body = environ["wsgi.input"].read()
-        path = raw_path[len(self.prefix):] if raw_path.startswith(self.prefix) else raw_path
+        path = raw_path.removeprefix(self.prefix)
         received = Received(method, path, parse_qs(environ.get("QUERY_STRING", "")), headers, body,
                             int(environ.get("REMOTE_PORT") or 0))
         self.received.append(received)

@@ -39,8 +39,9 @@ import random
 import sqlite3
 import time
 from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import gevent
 from gevent import Greenlet, GreenletExit
@@ -279,7 +280,7 @@ class Outbox:
                     once()
                 except (GreenletExit, gevent.Timeout):
                     raise
-                except Exception:
+                except Exception:  # noqa: BLE001 - the guard: log with traceback, keep serving
                     logger.exception("outbox greenlet {}: iteration failed", name)
         finally:
             if self._state == "running":
@@ -292,6 +293,15 @@ class Outbox:
         if q.gone or q.state != READY:
             return
         q.state = BUSY
+        try:
+            self._serve(q)
+        except Exception:
+            if q.state == BUSY:  # our bug, not the event's: back off rather than wedge the queue
+                q.failures += 1
+                self._pause(q)
+            raise
+
+    def _serve(self, q: _Queue) -> None:
         pending = self._take(q)
         if pending is None:
             self._release(q)
@@ -300,20 +310,26 @@ class Outbox:
             retry = self._attempt(q, pending)
         except GreenletExit:
             # stop() killed us mid-post: keep the event where it was, for the spool.
-            if not q.gone:
+            if q.gone:
+                self._finish(pending, dropped_because_gone=True)
+            else:
                 q.head.appendleft(pending)
             q.state = IDLE
             raise
         if retry and not q.gone:
             q.head.appendleft(pending)
-            q.state = PAUSED
-            delay = self._rng() * min(self._retry_cap, self._retry_base * 2 ** (q.failures - 1))
-            timer = Greenlet(self._resume_later, q, delay)
-            timer.name = "outbox-retry"
-            self._timers.start(timer)
+            self._pause(q)
             return
         self._finish(pending, dropped_because_gone=retry)
         self._release(q)
+
+    def _pause(self, q: _Queue) -> None:
+        """Hold the queue (its head waits for a retry) for a full-jitter backoff."""
+        q.state = PAUSED
+        delay = self._rng() * min(self._retry_cap, self._retry_base * 2 ** max(0, q.failures - 1))
+        timer = Greenlet(self._resume_later, q, delay)
+        timer.name = "outbox-retry"
+        self._timers.start(timer)
 
     def _take(self, q: _Queue) -> _Pending | None:
         """The next event of a queue (still counted in memory while in flight)."""
@@ -376,7 +392,7 @@ class Outbox:
             return False
         except (GreenletExit, gevent.Timeout):
             raise
-        except Exception as exc:  # a poster bug: keep serving the other events
+        except Exception as exc:  # noqa: BLE001 - a poster bug: keep serving the other events
             pending.attempts += 1
             self._log(item).opt(exception=True).error("posting {} failed unexpectedly", item.external_id)
             self._dead_letter(pending, status=None, reason=f"unexpected {type(exc).__name__}")

@@ -21,9 +21,10 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from loguru import logger
 
@@ -83,7 +84,7 @@ class SpoolRow:
     first_seen: float = 0.0
 
     @classmethod
-    def of(cls, item: Outgoing, *, seq: int, attempts: int, first_seen: float) -> "SpoolRow":
+    def of(cls, item: Outgoing, *, seq: int, attempts: int, first_seen: float) -> SpoolRow:
         return cls(seq, item.tenant_id, item.integration_id, item.external_id, item.body, item.kind,
                    item.cluster, attempts, first_seen)
 
@@ -140,7 +141,7 @@ class Spool:
     def close(self) -> None:
         self._db.close()
 
-    def __enter__(self) -> "Spool":
+    def __enter__(self) -> Spool:
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -259,7 +260,7 @@ class Spool:
 
     # -- plumbing -----------------------------------------------------------------------
 
-    def _transaction(self) -> "_Transaction":
+    def _transaction(self) -> _Transaction:
         return _Transaction(self._db)
 
 

@@ -10,13 +10,19 @@ Binaries: `KUBE_APISERVER_BIN` / `ETCD_BIN` override; otherwise
 `tests/envtest/build.sh`, which this module runs, streaming its output, when the binary
 is missing) and `etcd` from PATH or `/usr/bin/etcd` (Debian's etcd-server).
 
+The apiserver reaches etcd through a small TCP proxy child process (tests/envtest/proxy.py):
+`cut_etcd_connections()` makes every etcd watch of the apiserver reconnect at once, which
+is how tests force a watch cache to relist (see fixtures.force_gone). Restarting etcd
+instead is unreliable: the apiserver's gRPC clients back off (1 s, 1.6 s, ... up to 2 min)
+while etcd is down, and some caches reconnect only minutes later.
+
 Ports are picked by binding port 0 on 127.0.0.1, so parallel runs do not collide; the
 tiny window between picking and binding is covered by retrying the start with fresh
 ports when a process reports "address already in use".
 
 How it fails: `start()` raises `ControlPlaneError` with the tail of the failing log when
 a process exits early or `/readyz` is not 200 before the deadline; it stops whatever it
-started first. Children get SIGTERM if this process dies (PR_SET_PDEATHSIG), so a killed
+started first. Children (etcd, the etcd proxy, kube-apiserver) get SIGTERM if this process dies (PR_SET_PDEATHSIG), so a killed
 test run leaves no apiserver behind. Starts no greenlets.
 
 CLI (by hand):  python -m tests.envtest.controlplane start [RUNDIR]   (prints KUBECONFIG)
@@ -138,7 +144,7 @@ class ControlPlane:
         # No groups, no roles: tests bind these users to their own Roles.
         self.user_tokens = {f"user-{i}": secrets.token_hex(16) for i in range(user_pool_size)}
         self.run_dir: Path | None = None
-        self.etcd_port = self.etcd_peer_port = self.api_port = None
+        self.etcd_port = self.etcd_peer_port = self.etcd_proxy_port = self.api_port = None
         self._etcd_args: list[str] = []
         self._procs: dict[str, subprocess.Popen] = {}
         self.timings: dict[str, float] = {}
@@ -196,6 +202,7 @@ class ControlPlane:
             try:
                 self._start_etcd(etcd)
                 self.timings["etcd_ready_s"] = time.monotonic() - t0
+                self._start_etcd_proxy()
                 self._start_apiserver(apiserver)
                 break
             except _PortTaken:
@@ -213,11 +220,11 @@ class ControlPlane:
         if self.run_dir and not keep_run_dir and not self._given_run_dir:
             shutil.rmtree(self.run_dir, ignore_errors=True)
 
-    def restart_etcd(self, *, timeout: float = 30.0) -> None:
-        """Stop and restart etcd on the same ports and data: every client connection,
-        including the apiserver's watches, breaks and must reconnect (see force_gone)."""
-        self._stop_process("etcd")
-        self._start_etcd(find_etcd(), timeout=timeout, same_ports=True)
+    def cut_etcd_connections(self) -> None:
+        """Closes every apiserver→etcd connection; etcd itself stays up, so the apiserver
+        reconnects at once and resumes each etcd watch from the last revision it saw
+        (which fails with "compacted" if etcd was compacted past it)."""
+        self._procs["etcd-proxy"].send_signal(signal.SIGUSR1)
 
     def __enter__(self):
         return self.start()
@@ -249,9 +256,8 @@ class ControlPlane:
         (self.run_dir / f"{name}.pid").write_text(str(proc.pid))
         return proc
 
-    def _start_etcd(self, etcd: Path, *, timeout: float = 30.0, same_ports: bool = False) -> None:
-        if not same_ports:
-            self.etcd_port, self.etcd_peer_port = free_port(), free_port()
+    def _start_etcd(self, etcd: Path, *, timeout: float = 30.0) -> None:
+        self.etcd_port, self.etcd_peer_port = free_port(), free_port()
         peer = f"http://{LOOPBACK}:{self.etcd_peer_port}"
         self._spawn("etcd", [
             str(etcd), "--name", "envtest", "--data-dir", str(self.run_dir / "etcd"),
@@ -265,12 +271,20 @@ class ControlPlane:
         self._wait("etcd", lambda s: s.get(f"{self.etcd_url}/health", timeout=2).status_code == 200,
                    timeout=timeout)
 
+    def _start_etcd_proxy(self, *, timeout: float = 30.0) -> None:
+        port_file = self.run_dir / "etcd-proxy.port"
+        port_file.unlink(missing_ok=True)
+        self._spawn("etcd-proxy", [sys.executable, str(HERE / "proxy.py"),
+                                   "--upstream", f"{LOOPBACK}:{self.etcd_port}", "--port-file", str(port_file)])
+        self._wait("etcd-proxy", lambda _: port_file.exists(), timeout=timeout)
+        self.etcd_proxy_port = int(port_file.read_text())
+
     def _start_apiserver(self, apiserver: Path) -> None:
         self.api_port = free_port()
         d = self.run_dir
         self._spawn("kube-apiserver", [
             str(apiserver),
-            f"--etcd-servers={self.etcd_url}",
+            f"--etcd-servers=http://{LOOPBACK}:{self.etcd_proxy_port}",
             f"--bind-address={LOOPBACK}", f"--advertise-address={LOOPBACK}",
             f"--secure-port={self.api_port}",
             f"--cert-dir={d / 'certs'}",
@@ -337,7 +351,7 @@ class ControlPlane:
 
     def _stop_processes(self) -> None:
         # The apiserver first: it would log etcd errors for as long as it outlived etcd.
-        for name in ("kube-apiserver", "etcd"):
+        for name in ("kube-apiserver", "etcd-proxy", "etcd"):
             self._stop_process(name)
 
 
@@ -365,7 +379,7 @@ def _cli(argv: list[str]) -> int:
         if len(argv) < 2:
             print("stop needs the RUNDIR printed by start", file=sys.stderr)
             return 2
-        for name in ("kube-apiserver", "etcd"):
+        for name in ("kube-apiserver", "etcd-proxy", "etcd"):
             pid_file = Path(argv[1]) / f"{name}.pid"
             if pid_file.exists():
                 try:

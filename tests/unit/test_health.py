@@ -93,7 +93,7 @@ def test_readyz_is_503_naming_the_listing_watch_until_every_watch_is_settled(ser
     details = json.loads(body)
     assert status == 503 and details["ready"] is False
     assert details["not_ready"] == {"int-1/prod": ["events/*"]}
-    assert details["reasons"] == ["1 watch(es) still listing on 1 cluster(s)"]
+    assert details["reasons"] == ["1 watch(es) still listing or unreachable on 1 cluster(s)"]
 
     state.watches["int-1/prod/events/*"] = "watching"
     status, _, body = call(server.app, "/readyz")
@@ -116,12 +116,20 @@ def test_readiness_report_in_local_mode_needs_no_registration():
     assert ready and details["watches"] == {"total": 0}
 
 
-@pytest.mark.parametrize("state_name", ["backoff", "forbidden", "unauthorized", "unreachable"])
+@pytest.mark.parametrize("state_name", ["backoff", "forbidden", "unauthorized", "invalid"])
 def test_a_known_failed_watch_does_not_hold_readiness(state_name):
     ready, details = readiness_report(
         registered=True, local_mode=False, integrations_fetched=True, watches={"i/c/pods/*": state_name}
     )
     assert ready and details["failing"] == {"i/c": {"pods/*": state_name}}
+
+
+def test_an_unreachable_cluster_makes_the_connector_not_ready_naming_it():
+    ready, details = readiness_report(
+        registered=True, local_mode=False, integrations_fetched=True,
+        watches={"i/down/pods/*": "unreachable", "i/up/pods/*": "watching"},
+    )
+    assert not ready and details["not_ready"] == {"i/down": ["pods/*"]}
 
 
 def test_starting_watches_are_grouped_by_cluster_when_not_ready():
@@ -133,7 +141,7 @@ def test_starting_watches_are_grouped_by_cluster_when_not_ready():
     )
     assert not ready
     assert details["not_ready"] == {"i/a": ["pods/*", "services/*"], "i/b": ["pods/ns1"]}
-    assert details["reasons"] == ["3 watch(es) still listing on 2 cluster(s)"]
+    assert details["reasons"] == ["3 watch(es) still listing or unreachable on 2 cluster(s)"]
 
 
 def test_readyz_answers_503_when_the_readiness_check_itself_fails():
