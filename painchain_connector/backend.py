@@ -20,7 +20,7 @@ backend sets for one tenant's request can ride along with another's.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from http.cookiejar import DefaultCookiePolicy
 from typing import Any
@@ -28,12 +28,11 @@ from urllib.parse import quote
 
 import gevent
 import requests
-from loguru import logger
+from ._log import logger
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import NewConnectionError
 
 from .model import Outgoing
-from .schemas.integration import Integration, ParseResult, parse_integration
 
 CONNECTOR_TYPE = "kubernetes"
 USER_AGENT = "painchain-kubernetes-connector/0.1"
@@ -194,7 +193,7 @@ class BackendClient:
 
     def list_integrations(self) -> list[dict]:
         """GET /integrations?type=kubernetes without a tenant header: every tenant's documents,
-        unfiltered (the backend ignores `type`; see `select_integrations`). Any failure,
+        unfiltered (the backend ignores `type`; see `sources.select`). Any failure,
         including a 4xx or a body that is not a JSON list, raises TransientError: the caller
         keeps what it has and tries again at the next re-sync."""
         what = "GET /integrations"
@@ -238,44 +237,3 @@ class BackendClient:
                 raise _error_for(response, what, with_detail=False)
         except BackendError as exc:
             log.debug("could not mark the integration synced: {}", exc.message)
-
-
-def select_integrations(
-    raw_docs: Iterable[Any],
-) -> tuple[list[Integration], list[ParseResult], dict[str, int]]:
-    """Pure: the backend's documents -> (usable integrations, parse results with reasons, counts).
-
-    Keeps `type == "kubernetes"` only (the backend ignores the query parameter), skips
-    `status == "inactive"` before parsing, and parses each remaining document on its own.
-    Rejects hold every document with errors: wholly invalid ones (integration None) and
-    partially valid ones (some clusters rejected; the integration is also returned).
-    A repeated id is rejected after its first occurrence. Counts have the keys
-    valid, partial, invalid, inactive (the metrics' validity labels) and other_type.
-    """
-    integrations: list[Integration] = []
-    rejects: list[ParseResult] = []
-    counts = {"valid": 0, "partial": 0, "invalid": 0, "inactive": 0, "other_type": 0}
-    seen: set[str] = set()
-    for doc in raw_docs:
-        if isinstance(doc, Mapping):
-            if doc.get("type") != CONNECTOR_TYPE:
-                counts["other_type"] += 1
-                continue
-            if doc.get("status") == "inactive":
-                counts["inactive"] += 1
-                continue
-        result = parse_integration(doc)
-        if result.integration is not None and result.integration.id in seen:
-            result = ParseResult(None, result.integration_id, ("id: duplicate integration id in the list.",))
-        if result.integration is None:
-            counts["invalid"] += 1
-            rejects.append(result)
-            continue
-        seen.add(result.integration.id)
-        integrations.append(result.integration)
-        if result.errors:
-            counts["partial"] += 1
-            rejects.append(result)
-        else:
-            counts["valid"] += 1
-    return integrations, rejects, counts

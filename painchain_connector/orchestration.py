@@ -122,6 +122,7 @@ class WatchPool:
         metrics: Metrics,
         connect_timeout: float,
         state_store=None,
+        checkpoint: Callable[[], object] | None = None,
         flush_interval: float = 5.0,
         sleep: Callable[[float], None] = gevent.sleep,
     ) -> None:
@@ -136,6 +137,7 @@ class WatchPool:
         # With STATE_DIR: per-key Store + resourceVersion survive a restart, so the first
         # list after it is a diff (changes made while down are emitted), not a baseline.
         self.state_store = state_store
+        self.checkpoint = checkpoint  # makes emitted events durable before Stores are saved
         self.flush_interval = flush_interval
         self._flusher: Greenlet | None = None
         if state_store is not None:
@@ -217,8 +219,13 @@ class WatchPool:
         """Persist every Store that changed since it was last saved. Returns how many."""
         if self.state_store is None:
             return 0
+        dirty = [r for r in self.running.values() if r.reflector.revision != r.saved_revision]
+        if not dirty:
+            return 0
+        if self.checkpoint is not None:
+            self.checkpoint()  # no greenlet switch until the Stores are saved: sqlite blocks
         saved = 0
-        for running in list(self.running.values()):
+        for running in dirty:
             reflector = running.reflector
             if reflector.revision == running.saved_revision or reflector.resource_version is None:
                 continue

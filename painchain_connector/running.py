@@ -67,6 +67,7 @@ class Connector:
             metrics=self.metrics,
             connect_timeout=settings.connect_timeout,
             state_store=self.spool,
+            checkpoint=self.outbox.checkpoint,
         )
         self.ready = Event()
         self.registered = settings.local_mode or source is not None

@@ -46,29 +46,38 @@ def _secrets_of(doc: Any) -> list[str]:
 
 
 def select(docs: Iterable[Any]) -> Fetched:
-    """Keep kubernetes integrations (filtered here: the backend ignores ?type=), parse each."""
+    """Pure (but for registering secrets with the log redactor): documents -> Fetched.
+
+    Keeps `type == "kubernetes"` only (the backend ignores the query parameter), skips
+    `status == "inactive"` before parsing, and parses each remaining document on its own.
+    `rejected` holds every document with errors: wholly invalid ones (integration None)
+    and partially valid ones (some clusters rejected; the integration is also kept).
+    A repeated id is rejected after its first occurrence.
+    """
     docs = list(docs)
     register_secrets(s for doc in docs for s in _secrets_of(doc))
     valid: list[Integration] = []
     rejected: list[ParseResult] = []
     inactive = partial = 0
+    seen: set[str] = set()
     for doc in docs:
-        if not isinstance(doc, dict):
-            rejected.append(parse_integration(doc))
-            continue
-        if doc.get("type", "kubernetes") != "kubernetes":
-            continue
-        if doc.get("status") == "inactive":
-            inactive += 1
-            continue
+        if isinstance(doc, dict):
+            if doc.get("type") != "kubernetes":
+                continue
+            if doc.get("status") == "inactive":
+                inactive += 1
+                continue
         result = parse_integration(doc)
+        if result.integration is not None and result.integration.id in seen:
+            result = ParseResult(None, result.integration_id, ("id: duplicate integration id in the list.",))
         if result.integration is None:
             rejected.append(result)
             continue
+        seen.add(result.integration.id)
+        valid.append(result.integration)
         if result.errors:
             partial += 1
             rejected.append(result)
-        valid.append(result.integration)
     return Fetched(tuple(valid), tuple(rejected), inactive, partial)
 
 
@@ -115,7 +124,8 @@ class LocalSource:
             docs = [docs]
         if not isinstance(docs, list):
             raise FetchFailed(f"{self.config_file} must hold a list of integrations")
-        return docs
+        # A local file may leave out what the backend always sends.
+        return [{"type": "kubernetes", "status": "active", **d} if isinstance(d, dict) else d for d in docs]
 
     @staticmethod
     def default_integration(environ) -> dict:

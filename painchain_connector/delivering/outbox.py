@@ -48,7 +48,7 @@ from gevent import Greenlet, GreenletExit
 from gevent.event import Event
 from gevent.pool import Group
 from gevent.queue import Queue
-from loguru import logger
+from .._log import logger
 
 from ..backend import PermanentError, TransientError
 from ..metrics import Metrics
@@ -90,6 +90,7 @@ class _Queue:
     state: str = IDLE
     gone: bool = False
     failures: int = 0  # consecutive transient failures: drives this queue's backoff
+    in_flight: _Pending | None = None  # the event a sender is posting right now
 
     @property
     def tenant_id(self) -> str | None:
@@ -306,9 +307,11 @@ class Outbox:
         if pending is None:
             self._release(q)
             return
+        q.in_flight = pending
         try:
             retry = self._attempt(q, pending)
         except GreenletExit:
+            q.in_flight = None
             # stop() killed us mid-post: keep the event where it was, for the spool.
             if q.gone:
                 self._finish(pending, dropped_because_gone=True)
@@ -316,6 +319,7 @@ class Outbox:
                 q.head.appendleft(pending)
             q.state = IDLE
             raise
+        q.in_flight = None
         if retry and not q.gone:
             q.head.appendleft(pending)
             self._pause(q)
@@ -382,6 +386,7 @@ class Outbox:
             if exc.reached_backend and (pending.attempts >= self._max_attempts or too_old):
                 why = "too old" if too_old else f"{pending.attempts} attempts"
                 self._dead_letter(pending, status=exc.status, reason=f"{exc.message} (gave up: {why})")
+                q.failures = 0  # the backoff is this event's: the next one starts afresh
                 return False
             self._log(item).debug("retrying {} later: {}", item.external_id, exc.message)
             return True
@@ -518,6 +523,35 @@ class Outbox:
             # Between queues, let the watches and senders run (each queue moved atomically).
             gevent.sleep(0)
         self._after_count_change()
+
+    def checkpoint(self) -> int:
+        """Make every event in memory durable in the spool; they stay queued in memory too.
+
+        The watch engine calls this right before it persists its Stores, so a crash (even
+        SIGKILL) never leaves a persisted Store ahead of the events it produced: what is
+        neither spooled nor in a persisted Store is re-detected by the diff after restart.
+        Returns how many rows were written. No-op without a spool."""
+        if self._spool is None:
+            return 0
+        written = 0
+        for q in list(self._queues.values()):
+            if q.gone:
+                continue
+            if q.spooled and q.tail:  # newer than the rows on disk: they join them, as a spill does
+                taken = list(q.tail)
+                if self._write_rows(taken):
+                    q.tail.clear()
+                    q.spooled += len(taken)
+                    self._count -= len(taken)
+                    written += len(taken)
+            # head (and in flight) are older than the cursor: durable copies are never re-loaded
+            fresh = [p for p in ([q.in_flight] if q.in_flight else []) + list(q.head) if not p.in_spool]
+            if fresh and self._write_rows(fresh):
+                for p in fresh:
+                    p.in_spool = True
+                written += len(fresh)
+        self._after_count_change()
+        return written
 
     def _spool_everything(self) -> int:
         """stop(): every event in memory goes to the spool. Returns how many were kept."""

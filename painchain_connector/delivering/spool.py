@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from loguru import logger
+from .._log import logger
 
 from ..model import Outgoing
 

@@ -225,6 +225,22 @@ def test_force_gone_ends_open_cached_watches_and_their_rewatch_gets_410(kube, na
     assert event["type"] == "ERROR" and event["object"]["code"] == 410
 
 
+def test_force_gone_sends_410_into_open_event_watches(kube, namespace, force_gone):
+    pod = kube.create("pods", namespace, make_pod("p"))
+    since = kube.list("events", namespace)["metadata"]["resourceVersion"]
+    stream = kube.watch("events", namespace, resource_version=since)
+    kube.create("events", namespace, make_event(pod, reason="Created"))
+    assert next_event(stream)["type"] == "ADDED"
+
+    force_gone("events", namespace, resource_version=since)
+
+    # core/v1 Events have no watch cache: the apiserver's etcd watch behind this very
+    # stream is the one that resumed into the compaction.
+    with gevent.Timeout(10, AssertionError("the open events watch got no ERROR")):
+        rest = list(stream)
+    assert [(e["type"], e["object"]["code"]) for e in rest] == [("ERROR", 410)]
+
+
 def test_restricted_token_gets_exactly_its_role(kube, namespace, restricted_token):
     other = kube.create("namespaces", None, {"metadata": {"name": f"{namespace}-other"}})["metadata"]["name"]
     reader = kube.with_token(restricted_token(namespaces=[namespace], resources=["pods", "deployments"]))

@@ -1,4 +1,4 @@
-"""BackendClient and select_integrations against the loopback fake backend."""
+"""BackendClient and sources.select against the loopback fake backend."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
@@ -10,9 +10,9 @@ from painchain_connector.backend import (
     PermanentError,
     RegistrationFailed,
     TransientError,
-    select_integrations,
 )
 from painchain_connector.model import Outgoing
+from painchain_connector.sources import select
 from tests.fakebackend import FakeBackend
 
 METADATA = {"id": "kubernetes", "displayName": "Kubernetes", "configSchema": {"fields": []}}
@@ -133,7 +133,8 @@ def test_select_keeps_active_valid_kubernetes_integrations_and_explains_rejects(
         "clusters": [good_cluster, {"name": "mixed", "server": "https://x:6443", "token": TOKEN, "context": "kind"}],
     })
 
-    integrations, rejects, counts = select_integrations(client.list_integrations() + ["not a document"])
+    fetched = select(client.list_integrations() + ["not a document"])
+    integrations, rejects = fetched.integrations, fetched.rejected
 
     assert [i.id for i in integrations] == ["valid", "half"]
     assert [len(i.clusters) for i in integrations] == [1, 1]
@@ -143,7 +144,7 @@ def test_select_keeps_active_valid_kubernetes_integrations_and_explains_rejects(
     assert "clusters" in reasons["no-clusters"]
     assert "'mixed'" in reasons["half"]
     assert TOKEN not in repr(rejects)
-    assert counts == {"valid": 1, "partial": 1, "invalid": 2, "inactive": 1, "other_type": 1}
+    assert (fetched.partial, fetched.inactive, sum(r.integration is None for r in rejects)) == (1, 1, 2)
 
 
 # -- events ------------------------------------------------------------------------------

@@ -1,0 +1,1 @@
+"""Benchmarks of the connector (run by `tox -e bench`: `python bench/run.py`)."""
