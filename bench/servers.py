@@ -20,6 +20,7 @@ monkey.patch_all()
 
 import json  # noqa: E402
 import random  # noqa: E402
+import socket  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from urllib.parse import parse_qs, urlsplit  # noqa: E402
@@ -98,28 +99,44 @@ def _stream_watch(body: bytes):
 
 def _idle_watch(sock, query) -> None:
     timeout = float(query.get("timeoutSeconds") or 300)
+    period = float(query.get("bookmarkPeriod") or BOOKMARK_PERIOD)  # only the bare-socket ceiling sets it
     deadline = time.monotonic() + timeout
     sock.sendall(_CHUNK_HEADERS)
-    next_at = time.monotonic() + random.random() * BOOKMARK_PERIOD
+    next_at = time.monotonic() + random.random() * period
     rv = int(query.get("resourceVersion") or 1000)
     while True:
         now = time.monotonic()
         if next_at >= deadline:
-            gevent.sleep(max(0.0, deadline - now))
+            if _client_closed(sock, deadline - now):
+                return
             break
-        gevent.sleep(max(0.0, next_at - now))
+        if _client_closed(sock, next_at - now):
+            return
         rv += 1
         line = json.dumps({"type": "BOOKMARK", "object": {"kind": "Pod", "apiVersion": "v1",
                                                           "metadata": {"resourceVersion": str(rv)}}}).encode() + b"\n"
         sock.sendall(b"%x\r\n%s\r\n" % (len(line), line))
         _STATS["bookmarks"] += 1
-        next_at += BOOKMARK_PERIOD
+        next_at += period
     sock.sendall(b"0\r\n\r\n")
 
 
-def _nodelay(handler):
-    import socket
+def _client_closed(sock, seconds: float) -> bool:
+    """Wait up to `seconds`; True if the client closed the connection meanwhile (a watch
+    client never sends anything, so any read result but a timeout means it is gone)."""
+    sock.settimeout(max(0.0, seconds))
+    try:
+        sock.recv(1)
+    except socket.timeout:
+        return False
+    except OSError:
+        return True
+    finally:
+        sock.settimeout(None)
+    return True
 
+
+def _nodelay(handler):
     def handle(sock, address):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         handler(sock)

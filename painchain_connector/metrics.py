@@ -52,6 +52,13 @@ class Metrics:
         self.resync_duration = Histogram(
             "painchain_resync_seconds", "Duration of one integrations re-sync", ["outcome"], registry=r
         )
+        # Opt-in (METRICS_PER_INTEGRATION): one series per integration, for self-hosted
+        # deployments with a handful of them; off by default (SaaS has thousands).
+        self.integration_events = (
+            Counter("painchain_integration_events_emitted_total", "Events produced per integration",
+                    ["integration"], registry=r)
+            if per_integration else None
+        )
         self.integrations = Gauge(
             "painchain_integrations", "Integrations by validity (valid, partial, invalid, inactive)", ["validity"],
             registry=r,

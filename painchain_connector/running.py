@@ -208,11 +208,14 @@ class Connector:
 
     def _make_emit(self, route: Route):
         outbox, emitted = self.outbox, self.metrics.events_emitted
+        per_integration = self.metrics.integration_events
 
         def emit(changes: list[Change]) -> None:
             for change in changes:
                 emitted.labels(change.kind, change.reason).inc()
                 outbox.put(to_outgoing(change, route))
+            if per_integration is not None:
+                per_integration.labels(route.integration_id).inc(len(changes))
 
         return emit
 

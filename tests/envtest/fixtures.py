@@ -157,7 +157,7 @@ def restricted_token(kube, envtest_user_pool):
                 created += [("rolebindings", ns, name), ("roles", ns, name)]
         checks = [(ns, plural, verb) for ns in (namespaces or [None]) for plural in resources for verb in verbs]
         for ns, plural, verb in checks:
-            wait_for(functools.partial(_allowed, kube, user, ns, plural, verb), timeout=10,
+            wait_for(functools.partial(_allowed, kube, user, ns, plural, verb), timeout=30,
                      message=f"RBAC to allow {user} to {verb} {plural} in {ns or 'all namespaces'}")
         handed_out.append((user, created, checks[0]))
         return envtest_user_pool.tokens[user]
@@ -166,7 +166,7 @@ def restricted_token(kube, envtest_user_pool):
     for user, created, (ns, plural, verb) in handed_out:
         for plural_, ns_, name in created:
             kube.delete(plural_, ns_, name, missing_ok=True)
-        wait_for(lambda: not _allowed(kube, user, ns, plural, verb), timeout=10,  # noqa: B023 - called at once
+        wait_for(lambda: not _allowed(kube, user, ns, plural, verb), timeout=30,  # noqa: B023 - called at once
                  message=f"RBAC to forget {user}'s role")
         envtest_user_pool.give_back(user)
 

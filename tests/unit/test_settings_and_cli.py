@@ -105,3 +105,13 @@ def test_event_schema_validates_a_serialized_event():
     jsonschema.validate(out.body, schema)
     assert out.body["project"] == "prod:_cluster" and out.body["timestamp"] == "2026-01-02T03:04:05.678Z"
     assert out.tenant_id == "t1" and out.body["connector"] == "kubernetes"
+
+
+def test_per_integration_metrics_exist_only_when_turned_on():
+    from painchain_connector.metrics import Metrics
+    from prometheus_client import generate_latest
+
+    assert b"painchain_integration_events" not in generate_latest(Metrics().registry)
+    on = Metrics(per_integration=True)
+    on.integration_events.labels("int-1").inc()
+    assert b'painchain_integration_events_emitted_total{integration="int-1"} 1.0' in generate_latest(on.registry)
