@@ -65,14 +65,17 @@ class PodStream:
     MIX = (("churn", 46), ("restart", 16), ("crashloop", 10), ("recover", 6), ("delete", 10), ("create", 10),
            ("bookmark", 2))
 
-    def __init__(self, *, seed: int = 1, live: int = 400, start: float = 1_750_000_000.0) -> None:
+    def __init__(self, *, seed: int = 1, live: int = 400, start: float = 1_750_000_000.0,
+                 distinct: bool = False) -> None:
         self.rng = random.Random(seed)
+        self.distinct = distinct  # worst case: every pod its own ReplicaSet (hash, image)
         self.now = start
         self.rv = 100_000
         self.pods: list[PodState] = []
         self._kinds = [k for k, _ in self.MIX]
         self._weights = [w for _, w in self.MIX]
         self._serial = 0
+        self._hashes: dict[str, list[str]] = {}
         self.baseline: list[dict] = []
         for _ in range(live):
             pod = self._new_pod(running=True)
@@ -81,16 +84,24 @@ class PodStream:
 
     # -- building blocks ----------------------------------------------------------------
 
+    def _rs_hashes(self, app: str) -> list[str]:
+        """Two ReplicaSets per app (one rollout under way): replicas share pod-template-hash."""
+        if app not in self._hashes:
+            self._hashes[app] = [f"{self.rng.getrandbits(40):010x}" for _ in range(2)]
+        return self._hashes[app]
+
     def _new_pod(self, *, running: bool) -> PodState:
         rng = self.rng
         self._serial += 1
         app = rng.choice(APPS)
         n = 1 if rng.random() < 0.7 else 2
         containers = ["app"] if n == 1 else ["app", "sidecar"]
-        images = [f"registry.example.com/{app}:v1.{rng.randint(0, 40)}.{rng.randint(0, 9)}",
+        rs = rng.choice((0, 1))
+        rs_hash = f"{rng.getrandbits(40):010x}" if self.distinct else self._rs_hashes(app)[rs]
+        images = [f"registry.example.com/{app}:v1.{int(rs_hash[:4], 16) % 40}.{rs}",
                   "registry.example.com/envoy:v1.29.1"][:n]
         pod = PodState(
-            name=f"{app}-{rng.getrandbits(40):010x}-{self._serial:05d}"[:63], namespace=rng.choice(NAMESPACES),
+            name=f"{app}-{rs_hash}-{self._serial:05x}", namespace=rng.choice(NAMESPACES),
             app=app, uid=str(uuid.UUID(int=rng.getrandbits(128))), created=self.now - rng.randint(0, 86400),
             containers=containers, images=images, node=rng.choice(NODES),
         )

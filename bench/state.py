@@ -1,9 +1,10 @@
 """#6 state per object: what the Store keeps per pod (tracemalloc), next to its ceiling.
 
-10k varied pods (1-2 containers, restarts, crash loops, 20 apps x 5 namespaces: the label
-and container tuples of replicas are shared, as in a real cluster) are projected into a
+10k varied pods (1-2 containers, restarts, crash loops, 20 apps x 2 ReplicaSets x 5
+namespaces: replicas share labels and images, as in a real cluster) are projected into a
 Store dict. Ceiling, same run: the same pods kept as the decoded JSON dicts (what a
-naive cache, or client-go's informer, holds). Also the pickled size (the persisted state).
+naive cache, or client-go's informer, holds). Also the pickled size (the persisted state),
+and a worst case where every pod is its own ReplicaSet (unique hash label and image).
 """
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ from painchain_connector import detecting
 from painchain_connector.detecting import common
 
 
-def _pods(n: int) -> list[bytes]:
-    stream = PodStream(seed=11, live=n)
+def _pods(n: int, *, distinct: bool = False) -> list[bytes]:
+    stream = PodStream(seed=11, live=n, distinct=distinct)
     for _ in stream.events(n):  # restarts, crash loops, deletes+creates: varied statuses
         pass
     return [dumps(stream.render(p)) for p in stream.pods]
@@ -36,7 +37,12 @@ def _traced(build) -> tuple[object, int]:
 
 
 def bench_state(*, pods: int = 10_000) -> dict:
-    lines = _pods(pods)
+    result = _measure(_pods(pods))
+    result["worst_case"] = _measure(_pods(pods, distinct=True))
+    return result
+
+
+def _measure(lines: list[bytes]) -> dict:
     common.share_labels.clear()
     common.share_items.clear()
 

@@ -134,6 +134,7 @@ class Reflector:
             self.log.info("resourceVersion {} expired (410 Gone): relisting", self.resource_version)
             self.resource_version = None
         except (Forbidden, Unauthorized) as exc:
+            # Not transient: a config or RBAC problem. Logged once, retried each re-sync period.
             self._fail(exc, level="ERROR", state=exc.reason)
             self.sleep(self.timing.forbidden_retry)
         except Unreachable as exc:
@@ -146,12 +147,14 @@ class Reflector:
     def _fail(self, exc: ApiError, *, level: str, state: str) -> None:
         self.metrics.watch_restarts.labels(self.key.resource, exc.reason).inc()
         message = str(exc)
-        if state in ("forbidden", "unauthorized"):
+        if state == "forbidden":
             message = f"{message} (needs get/list/watch on {self.key.resource} in " + (
                 f"namespace {self.key.namespace!r})" if self.key.namespace else "all namespaces)"
             )
-        if message != self.last_error or level == "WARNING":
-            self.log.log(level, "{} watch {}: {}", self.key.resource, exc.reason, message)
+        # The same failure again (a dead cluster retried with backoff) goes to DEBUG: one
+        # line per watch per outage at the chosen level, not one per retry.
+        self.log.log(level if message != self.last_error else "DEBUG", "{} watch {}: {}",
+                     self.key.resource, exc.reason, message)
         self.last_error = message
         self._set_state(state)
 
