@@ -7,7 +7,7 @@ setup(
     description="PainChain connector that watches Kubernetes clusters and posts significant changes",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
-    python_requires=">=3.10",
+    python_requires=">=3.11",
     packages=find_packages(include=["painchain_connector", "painchain_connector.*"]),
     install_requires=[
         "gevent>=24.2",
@@ -17,6 +17,8 @@ setup(
         "loguru>=0.7,<0.8",
         "prometheus-client>=0.20,<1",
         "PyYAML>=6",
+        # the watch path decodes every event: orjson is the maintained fast JSON codec
+        "orjson>=3.9",
     ],
     extras_require={
         # apispec generates the published JSON Schemas from the marshmallow schemas

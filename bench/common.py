@@ -61,19 +61,25 @@ class PodState:
 class PodStream:
     """Generates watch events (dicts) of a namespace-wide pods watch, with a realistic mix."""
 
-    # Event kinds and their weights, per generated step.
-    MIX = (("churn", 46), ("restart", 16), ("crashloop", 10), ("recover", 6), ("delete", 10), ("create", 10),
-           ("bookmark", 2))
+    # Event kinds and their weights, per generated step. "storm": a bad day (restarts and
+    # crash loops everywhere, ~0.7 detected changes per event); "routine": mostly status
+    # churn that detection must read and drop (~0.1 changes per event).
+    MIXES = {
+        "storm": (("churn", 46), ("restart", 16), ("crashloop", 10), ("recover", 6), ("delete", 10),
+                  ("create", 10), ("bookmark", 2)),
+        "routine": (("churn", 88), ("restart", 2), ("crashloop", 1), ("recover", 1), ("delete", 3),
+                    ("create", 3), ("bookmark", 2)),
+    }
 
     def __init__(self, *, seed: int = 1, live: int = 400, start: float = 1_750_000_000.0,
-                 distinct: bool = False) -> None:
+                 distinct: bool = False, mix: str = "storm") -> None:
         self.rng = random.Random(seed)
         self.distinct = distinct  # worst case: every pod its own ReplicaSet (hash, image)
         self.now = start
         self.rv = 100_000
         self.pods: list[PodState] = []
-        self._kinds = [k for k, _ in self.MIX]
-        self._weights = [w for _, w in self.MIX]
+        self._kinds = [k for k, _ in self.MIXES[mix]]
+        self._weights = [w for _, w in self.MIXES[mix]]
         self._serial = 0
         self._hashes: dict[str, list[str]] = {}
         self.baseline: list[dict] = []

@@ -3,8 +3,10 @@
 #2: Outbox (8 senders) -> BackendClient -> tests.fakebackend.FakeBackend in a child
 process (the real backend is another process too), events of 32 integrations so eight
 queues can be served at once. Ceiling, same run, alternating: a bare requests.Session
-(same pool size) posting the same bodies from 8 greenlets. A single-integration run
-shows the per-queue order constraint (one post at a time per integration).
+(same pool size) posting the same bodies from 8 greenlets; and urllib3's connection pool
+used directly, which shows what the client library itself costs. CPU per event of this
+process and of the backend's tells which side is the bottleneck. A single-integration
+run shows the per-queue order constraint (one post at a time per integration).
 
 #7 runs in a fresh interpreter (`python -m bench.delivery storm ...`) so its RSS is its
 own: 100k events put into an Outbox whose backend refuses connections, no spool.
@@ -101,47 +103,89 @@ def _count(counter, label: str, value: str) -> int:
 
 
 def _raw_run(url: str, items: list[Outgoing], senders: int) -> float:
+    """Ceiling: a bare requests.Session, same pool size, same bodies and headers."""
     import requests
     from requests.adapters import HTTPAdapter
 
     session = requests.Session()
     session.trust_env = False
     session.mount("http://", HTTPAdapter(pool_connections=4, pool_maxsize=senders + 2, max_retries=0))
+
+    def post(item):
+        return session.post(url + "/events", data=json.dumps(item.body), timeout=(5, 10),
+                            headers={"Content-Type": "application/json", "Accept": "application/json"}).status_code
+
+    try:
+        return _concurrently(post, items, senders)
+    finally:
+        session.close()
+
+
+def _urllib3_run(url: str, items: list[Outgoing], senders: int) -> float:
+    """What a lighter client reaches: urllib3's HTTPConnectionPool directly (no requests)."""
+    import urllib3
+
+    host_port = url.split("//", 1)[1].split("/", 1)[0]
+    host, port = host_port.split(":")
+    pool = urllib3.HTTPConnectionPool(host, int(port), maxsize=senders + 2, retries=False,
+                                      timeout=urllib3.Timeout(connect=5, read=10))
+    headers = {"Content-Type": "application/json", "Accept": "application/json"}
+    prefix = "/" + url.split("//", 1)[1].split("/", 1)[1]
+
+    def post(item):
+        return pool.urlopen("POST", prefix + "/events", body=json.dumps(item.body), headers=headers).status
+
+    try:
+        return _concurrently(post, items, senders)
+    finally:
+        pool.close()
+
+
+def _concurrently(post, items: list[Outgoing], senders: int) -> float:
     work = iter(items)
 
     def sender():
         for item in work:
-            r = session.post(url + "/events", data=json.dumps(item.body), timeout=(5, 10),
-                             headers={"Content-Type": "application/json", "Accept": "application/json"})
-            if r.status_code >= 300:
-                raise RuntimeError(f"raw post answered {r.status_code}")
+            status = post(item)
+            if status >= 300:
+                raise RuntimeError(f"post answered {status}")
 
     started = time.perf_counter()
     gevent.joinall([gevent.spawn(sender) for _ in range(senders)], raise_error=True)
-    elapsed = time.perf_counter() - started
-    session.close()
-    return elapsed
+    return time.perf_counter() - started
 
 
 def bench_delivery(*, events: int = 8_000, rounds: int = 3, senders: int = 8) -> dict:
+    import psutil
+
     backend = Child("bench.servers", "backend", str(INTEGRATIONS))
     url = f"http://127.0.0.1:{backend.ready()['port']}/api"
+    server = psutil.Process(backend.proc.pid)
+    runs = {"outbox": _outbox_run, "raw": _raw_run, "urllib3": _urllib3_run}
     try:
         changes = sample_changes()
         _raw_run(url, outgoing(300, changes=changes), senders)  # warm-up: connections, server code paths
-        samples = {"outbox": [], "raw": []}
+        rates: dict[str, list[float]] = {name: [] for name in runs}
+        cpu: dict[str, list[tuple[float, float]]] = {name: [] for name in runs}
         for _ in range(rounds):
-            samples["raw"].append(events / _raw_run(url, outgoing(events, changes=changes), senders))
-            samples["outbox"].append(events / _outbox_run(url, outgoing(events, changes=changes), senders))
+            for name, run in runs.items():
+                items = outgoing(events, changes=changes)
+                c0, s0 = time.process_time(), sum(server.cpu_times()[:2])
+                rates[name].append(events / run(url, items, senders))
+                cpu[name].append((1e6 * (time.process_time() - c0) / events,
+                                  1e6 * (sum(server.cpu_times()[:2]) - s0) / events))
         single_n = max(500, events // 8)
         single = single_n / _outbox_run(url, outgoing(single_n, integrations=1, changes=changes), senders)
     finally:
         backend.stop()
     mean_body = sum(len(json.dumps(i.body)) for i in outgoing(200, changes=changes)) / 200
-    outbox_rate, raw_rate = best_of(samples["outbox"]), best_of(samples["raw"])
+    best = {name: best_of(r) for name, r in rates.items()}
+    cpu_us = {name: {"client_us_per_event": round(min(c for c, _ in v)), "server_us_per_event": round(min(s for _, s in v))}
+              for name, v in cpu.items()}
     return {"events": events, "senders": senders, "integrations": INTEGRATIONS, "mean_body_bytes": round(mean_body),
-            "outbox_rate": outbox_rate, "raw_rate": raw_rate, "ratio": outbox_rate / raw_rate,
-            "single_integration_rate": single, "samples": samples}
+            "outbox_rate": best["outbox"], "raw_rate": best["raw"], "urllib3_rate": best["urllib3"],
+            "ratio": best["outbox"] / best["raw"], "ratio_to_urllib3": best["outbox"] / best["urllib3"],
+            "single_integration_rate": single, "cpu": cpu_us, "samples": rates}
 
 
 # -- #7 (child process) -------------------------------------------------------------------

@@ -1,7 +1,10 @@
 """Stand-in servers, each run in its own process so its CPU and fds are not the connector's.
 
-    python -m bench.servers stream FILE   a kube-apiserver look-alike answering every watch
-                                          with FILE (a pre-framed chunked body), then ending
+    python -m bench.servers stream NAME=FILE...
+                                          a kube-apiserver look-alike answering a watch of
+                                          /.../namespaces/NAME/... with FILE (a pre-framed
+                                          chunked body; the first FILE for other paths), then
+                                          ending
     python -m bench.servers idle          keeps every watch open, one BOOKMARK per ~30 s per
                                           watch (first at a random offset), ends a watch at
                                           its timeoutSeconds like the apiserver does
@@ -73,7 +76,7 @@ def _serve(sock, watch) -> None:
                 _STATS["watching"] += 1
                 _STATS["watches_served"] += 1
                 try:
-                    watch(sock, query)
+                    watch(sock, query, path)
                 finally:
                     _STATS["watching"] -= 1
             else:
@@ -87,8 +90,11 @@ def _serve(sock, watch) -> None:
         sock.close()
 
 
-def _stream_watch(body: bytes):
-    def watch(sock, _query) -> None:
+def _stream_watch(bodies: dict[str, bytes]):
+    default = next(iter(bodies.values()))
+
+    def watch(sock, _query, path: str) -> None:
+        body = next((b for name, b in bodies.items() if f"/namespaces/{name}/" in path), default)
         sock.sendall(_CHUNK_HEADERS)
         view = memoryview(body)
         for start in range(0, len(body), 1 << 20):
@@ -97,7 +103,7 @@ def _stream_watch(body: bytes):
     return watch
 
 
-def _idle_watch(sock, query) -> None:
+def _idle_watch(sock, query, _path: str) -> None:
     timeout = float(query.get("timeoutSeconds") or 300)
     period = float(query.get("bookmarkPeriod") or BOOKMARK_PERIOD)  # only the bare-socket ceiling sets it
     deadline = time.monotonic() + timeout
@@ -155,8 +161,12 @@ def main(argv: list[str]) -> None:
         port = backend.port
     else:
         if mode == "stream":
-            with open(argv[1], "rb") as f:
-                watch = _stream_watch(f.read())
+            bodies = {}
+            for spec in argv[1:]:  # NAME=FILE: served for paths containing /namespaces/NAME/
+                name, path = spec.split("=", 1)
+                with open(path, "rb") as f:
+                    bodies[name] = f.read()
+            watch = _stream_watch(bodies)
         else:
             watch = _idle_watch
         server = StreamServer(("127.0.0.1", 0), _nodelay(lambda sock: _serve(sock, watch)), backlog=4096)

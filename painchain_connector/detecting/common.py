@@ -8,11 +8,12 @@ memory use, never a result.
 from __future__ import annotations
 
 import hashlib
-import json
 import sys
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
+
+import orjson
 
 from ..model import Change, DetectContext
 
@@ -75,10 +76,29 @@ def istr(value: Any) -> str:
     return intern(value if type(value) is str else str(value))
 
 
+_labels_by_raw = Shared(1024)  # raw items tuple -> its projection (a hit skips interning)
+
+
 def project_labels(labels: Mapping[str, Any] | None) -> tuple:
     """Flat (k1, v1, k2, v2, ...) tuple of at most MAX_LABELS entries, shared between equals."""
     if not labels:
         return ()
+    try:
+        raw = tuple(labels.items())
+        known = _labels_by_raw._table.get(raw)
+    except TypeError:  # an unhashable value in a malformed object: no shortcut
+        raw = known = None
+    if known is not None:
+        return known
+    projected = _project_labels(labels)
+    if raw is not None:
+        _labels_by_raw._table[raw] = projected
+        if len(_labels_by_raw._table) > _labels_by_raw._limit:
+            _labels_by_raw.clear()
+    return projected
+
+
+def _project_labels(labels: Mapping[str, Any]) -> tuple:
     flat: list[str] = []
     for index, (key, value) in enumerate(labels.items()):
         if index == MAX_LABELS:
@@ -159,10 +179,10 @@ def external_id(ctx: DetectContext, kind: str, namespace: str | None, name: str,
 
 def bounded(data: dict[str, Any]) -> dict[str, Any]:
     """`data` when its JSON is under MAX_DATA_CHARS; else without its largest fields, marked."""
-    size = len(json.dumps(data, separators=(",", ":")))
+    size = len(orjson.dumps(data))  # runs for every change: orjson is ~10x cheaper here (bench #1)
     if size <= MAX_DATA_CHARS:
         return data
-    sizes = sorted(((len(json.dumps(value, separators=(",", ":"))), key) for key, value in data.items()), reverse=True)
+    sizes = sorted(((len(orjson.dumps(value)), key) for key, value in data.items()), reverse=True)
     kept = dict(data)
     dropped = []
     for field_size, key in sizes:
@@ -251,7 +271,7 @@ def project_workload(
     containers = list(pod_spec.get("initContainers") or ()) + list(pod_spec.get("containers") or ())
     images = share_items(tuple((istr(c.get("name")), istr(c.get("image"))) for c in containers))
     rest = {key: value for key, value in spec.items() if key != "replicas"}
-    digest = hashlib.blake2b(json.dumps(rest, sort_keys=True, separators=(",", ":")).encode(), digest_size=8).digest()
+    digest = hashlib.blake2b(orjson.dumps(rest, option=orjson.OPT_SORT_KEYS), digest_size=8).digest()
     return WorkloadCompact(
         uid=uid,
         name=name,
