@@ -1,11 +1,11 @@
 """Detection scenarios on the real apiserver: Deployments, StatefulSets and DaemonSets.
 
 No controllers run here: the tests write `/status` the way the deployment controller
-would. Helpers (the marker technique, `settled`) are in test_detection_scenarios.py.
+would. Helpers (the marker technique, `settled`) are in scenarios.py.
 """
 import pytest
 
-from tests.e2e.test_detection_scenarios import T0, change, settled, watching
+from tests.e2e.scenarios import T0, change, settled, watching
 from tests.envtest.builders import DEFAULT_IMAGE, make_daemonset, make_deployment, make_statefulset
 
 pytestmark = pytest.mark.e2e
