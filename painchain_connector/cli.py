@@ -91,7 +91,7 @@ def run(argv: list[str]) -> int:
     mode = f"backend {settings.backend_url}" if settings.backend_url else "local mode"
     logger.info("starting ({})", mode)
     connector.start()
-    gevent.wait([stop_requested, connector._main], count=1)
+    gevent.wait([stop_requested, connector.failed], count=1)
     if connector.fatal_error:
         connector.stop(timeout=0)
         return 1

@@ -77,6 +77,8 @@ class Connector:
         self._main: Greenlet | None = None
         self._ready_watch: Greenlet | None = None
         self._stopped = Event()
+        # Set when the main loop ends by itself (a fatal error such as a refused registration).
+        self.failed = Event()
         self.last_fetch: Fetched | None = None
         self._reported_rejects: dict[str, tuple[str, ...]] = {}
 
@@ -160,11 +162,16 @@ class Connector:
             except RegistrationFailed as exc:
                 self.fatal_error = f"could not register the connector type with the backend: {exc}"
                 logger.critical(self.fatal_error)
+                self.failed.set()
                 return
             self.registered = True
             logger.info("registered connector type 'kubernetes' with {}", self.settings.backend_url)
         while True:
-            self.resync_once()
+            try:
+                self.resync_once()
+            except Exception as exc:  # noqa: BLE001 - a bug here must not end the re-sync loop
+                logger.opt(exception=exc).error("re-sync crashed ({}); the watches keep running, next try in {}s",
+                                                 type(exc).__name__, self.settings.resync_interval)
             gevent.sleep(self.settings.resync_interval)
 
     def resync_once(self, *, clock: Callable[[], float] = time.monotonic) -> dict[str, int] | None:
