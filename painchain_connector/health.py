@@ -113,7 +113,7 @@ def make_app(
     def readyz(start_response):
         try:
             ready, details = readiness()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a failing check is a 503, not a crash
             logger.exception("readiness check failed")
             details = {"ready": False, "reasons": [redact(f"readiness check failed: {type(exc).__name__}: {exc}")]}
             ready = False
@@ -140,7 +140,7 @@ def make_app(
             return [data]
         try:
             body = handler(start_response)
-        except Exception:
+        except Exception:  # noqa: BLE001 - any handler bug is a logged 500
             # Logged here (redacted), not by pywsgi, which would print the raw traceback.
             logger.exception("health endpoint {} failed", environ.get("PATH_INFO"))
             return _json(start_response, "500 Internal Server Error", {"error": "internal error"})

@@ -292,7 +292,7 @@ class _Sink:
         record = message.record
         try:
             line = self._format(record)
-        except Exception as exc:  # a broken __str__ in a bound value, a recursion, ...
+        except Exception as exc:  # noqa: BLE001 - a broken __str__ in a bound value, a recursion, ...
             line = redact(f"{_time(record)} ERROR could not format a log record: {type(exc).__name__}: {exc}") + "\n"
         try:
             self._write(line)
@@ -316,7 +316,7 @@ class _InterceptHandler(logging.Handler):
             level = record.levelno
         try:
             text = record.getMessage()
-        except Exception as exc:  # bad %-args in a library's log call
+        except Exception as exc:  # noqa: BLE001 - bad %-args in a library's log call
             text = f"{record.msg!r} (unformattable arguments: {type(exc).__name__})"
         # The record is named for the stdlib logger ("urllib3.connectionpool"), not for
         # whoever happened to call it.
@@ -332,7 +332,7 @@ def _print_hub_exception(context: Any, t: type, v: BaseException, tb) -> None:
     """Replaces gevent's Hub.print_exception, which writes raw tracebacks to stderr."""
     try:
         where = context if isinstance(context, str) else repr(context)
-    except Exception:
+    except Exception:  # noqa: BLE001 - a broken __repr__
         where = object.__repr__(context)
     logger.opt(exception=(t, v, tb)).error("unhandled error in {}", where)
 

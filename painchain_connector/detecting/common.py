@@ -196,7 +196,10 @@ def bounded(data: dict[str, Any]) -> dict[str, Any]:
     return kept
 
 
-def make_change(*, title: str, timestamp: datetime, external_id: str, namespace: str | None, kind: str, reason: str, data: dict[str, Any]) -> Change:
+def make_change(
+    *, title: str, timestamp: datetime, external_id: str, namespace: str | None, kind: str, reason: str,
+    data: dict[str, Any],
+) -> Change:
     return Change(
         title=clip(title, 480) or kind,
         timestamp=timestamp,

@@ -59,7 +59,7 @@ def test_registers_then_posts_each_event_with_its_own_tenant_header(control_plan
     assert [r.json()["id"] for r in backend.received_at("/integrations/types/register")] == ["kubernetes"]
     kube.create("services", namespace, make_service("web"))
     for integ in ("acme", "globex", "selfhosted"):
-        backend.wait_for(lambda: titles(backend, integ) == ["Service Created: web"], timeout=20)
+        backend.wait_for(lambda i=integ: titles(backend, i) == ["Service Created: web"], timeout=20)
     posts = backend.received_at("/events", "POST")
     by_integration = {p.json()["integrationId"]: p.tenant for p in posts}
     assert by_integration == {"acme": "tenant-acme", "globex": "tenant-globex", "selfhosted": None}

@@ -221,7 +221,9 @@ def test_external_ids_equal_via_watch_and_relist_and_unique_across_changes():
     assert [c.external_id for c in watch] == [c.external_id for c in relist]
     assert watch[0].external_id == f"k8s:prod:Deployment:shop/web:{UID}:Scaled:2"
     ids = [c.external_id for c in watch]
-    ids += [c.external_id for c in run(scaled_later, deployment(generation=3, replicas=5, image="x:2", progressing=IN_PROGRESS, observed=2, rv="200"),
+    ids += [c.external_id for c in run(scaled_later,
+                                       deployment(generation=3, replicas=5, image="x:2", progressing=IN_PROGRESS,
+                                                  observed=2, rv="200"),
                                      deployment(generation=3, replicas=5, image="x:2", rv="201"))[0]]
     ids += [c.external_id for c in run(base, deployment(generation=4, replicas=2, rv="300"))[0]]
     assert len(ids) == 4 and len(set(ids)) == 4

@@ -68,7 +68,8 @@ def test_import_has_no_side_effects():
 
 
 def test_connector_is_importable_for_embedding_without_patching():
-    code = "import gevent.monkey; from painchain_connector import Connector; print(gevent.monkey.is_module_patched('socket'), Connector.__name__)"
+    code = ("import gevent.monkey; from painchain_connector import Connector;"
+            " print(gevent.monkey.is_module_patched('socket'), Connector.__name__)")
     assert _python(code) == "False Connector"
 
 
