@@ -17,6 +17,7 @@ import orjson
 import urllib3
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
+from kubernetes.client.exceptions import ApiException
 from ._log import logger
 
 from .logs import redact
@@ -81,7 +82,9 @@ def _status_error(status: int, body: bytes) -> ApiError:
         message = json.loads(body).get("message", "")
     except (ValueError, AttributeError):
         message = body[:200].decode("utf-8", "replace")
-    if status == 410:
+    if status == 410 or (status == 504 and "too large resource version" in message.lower()):
+        # 504 "Too large resource version": our RV is ahead of this server (a restored etcd,
+        # another cluster behind the same URL): relist, like for an expired one.
         return Gone(message or "resource version too old", status=status)
     if status == 403:
         return Forbidden(message or "forbidden", status=status)
@@ -147,6 +150,10 @@ class ListerWatcher:
                 method, url, header_params=headers, body=body, post_params=post,
                 _request_timeout=(self._connect_timeout, read_timeout),
             )
+        except ApiException as exc:
+            # The client turns every urllib3 SSLError (bad CA, verification failure, https
+            # to a plain-HTTP port) into ApiException(status=0): a reachability problem.
+            raise Unreachable(f"cannot reach the cluster (TLS): {exc.reason}") from None
         except urllib3.exceptions.HTTPError as exc:
             raise Unreachable(f"cannot reach the cluster: {type(exc).__name__}: {exc}") from None
         except OSError as exc:
@@ -179,7 +186,8 @@ class ListerWatcher:
         return ListPage(doc.get("items") or [], meta.get("resourceVersion", ""), meta.get("continue") or None)
 
     def watch(self, *, resource_version: str, timeout_seconds: int, read_timeout: float) -> Iterator[dict]:
-        """Yield decoded watch events until the server ends the stream cleanly."""
+        """Open the watch now (errors raise here), then yield decoded events until the
+        server ends the stream cleanly."""
         query = [
             ("watch", "true"),
             ("resourceVersion", resource_version),
@@ -187,22 +195,26 @@ class ListerWatcher:
             ("timeoutSeconds", str(timeout_seconds)),
         ]
         raw = self._get(query, read_timeout)
-        finished = False
-        try:
-            yield from _lines(raw)
-            finished = True
-        except ValueError:
-            raise StreamCut("watch stream sent a line that is not JSON") from None
-        except urllib3.exceptions.ReadTimeoutError:
+        return _stream(raw, read_timeout)
+
+
+def _stream(raw, read_timeout: float) -> Iterator[dict]:
+    finished = False
+    try:
+        yield from _lines(raw)
+        finished = True
+    except ValueError:
+        raise StreamCut("watch stream sent a line that is not JSON") from None
+    except urllib3.exceptions.ReadTimeoutError:
+        raise Stalled(f"no data for {read_timeout:.0f}s") from None
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        if "timed out" in str(exc):  # a socket timeout wrapped in ProtocolError
             raise Stalled(f"no data for {read_timeout:.0f}s") from None
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            if "timed out" in str(exc):  # a socket timeout wrapped in ProtocolError
-                raise Stalled(f"no data for {read_timeout:.0f}s") from None
-            raise StreamCut(f"watch stream broke: {type(exc).__name__}") from None
-        finally:
-            if not finished:
-                raw.close()  # never hand a half-read stream back to the pool
-            raw.release_conn()
+        raise StreamCut(f"watch stream broke: {type(exc).__name__}") from None
+    finally:
+        if not finished:
+            raw.close()  # never hand a half-read stream back to the pool
+        raw.release_conn()
 
 
 def _lines(raw) -> Iterator[dict]:
@@ -225,7 +237,7 @@ def _lines(raw) -> Iterator[dict]:
 
 def check_connection(api: k8s.ApiClient, *, cluster_label: str, connect_timeout: float) -> str:
     """GET /version: reachability and TLS only (no RBAC needed). Returns the server version."""
-    lw = ListerWatcher(api, path="/version", connect_timeout=connect_timeout)
+    lw = ListerWatcher(api, path="/version", connect_timeout=connect_timeout)  # ApiError on failure
     raw = lw._get([], read_timeout=connect_timeout)
     try:
         doc = json.loads(raw.read())

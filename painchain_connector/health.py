@@ -37,7 +37,7 @@ Readiness = Callable[[], tuple[bool, dict]]
 # operator must see that). RBAC refusals and passing errors count as settled ("failing").
 PENDING_STATES = frozenset({"starting", "listing", "unreachable"})
 WATCHING = "watching"
-# Anything else ("backoff", "forbidden", "unauthorized", "unreachable", or a state this
+# Anything else ("backoff", "forbidden", "unauthorized", "invalid", or a state this
 # module does not know) is settled: the watch will not become ready by waiting, so it
 # must not hold the pod out of its Service; it is listed under "failing" instead.
 

@@ -212,6 +212,8 @@ _RULES: list[tuple[tuple[str, ...], re.Pattern[str], Any]] = [
         rf"\g<key>{REDACTED}",
     ),
     (("bearer",), re.compile(r"(?P<key>\b[Bb](?i:earer)\s+)(?!token\b)[A-Za-z0-9\-._~+/]+=*"), rf"\g<key>{REDACTED}"),
+    # https://user:password@host (credentials in a URL, e.g. BACKEND_API_URL)
+    (("://",), re.compile(r"(?P<key>\b[a-z][a-z0-9+.-]*://)[^/\s:@'\"]+:[^/\s@'\"]*@"), rf"\g<key>{REDACTED}@"),
     # Long base64 runs: redacted when they are a PEM or DER in disguise, kept otherwise.
     ((), re.compile(rf"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{{{_B64_RUN_MIN},}}={{0,2}}"), _looks_like_pem_or_der),
 ]

@@ -123,7 +123,7 @@ class WatchPool:
         connect_timeout: float,
         state_store=None,
         checkpoint: Callable[[], object] | None = None,
-        flush_interval: float = 5.0,
+        flush_interval: float = 30.0,
         sleep: Callable[[float], None] = gevent.sleep,
     ) -> None:
         self.make_emit = make_emit
@@ -164,7 +164,8 @@ class WatchPool:
                 continue
             handover = None
             if current is not None:
-                handover = (current.reflector.store, current.reflector.resource_version)
+                if state_key(current.spec) == state_key(spec):  # same API server: keep what we know
+                    handover = (current.reflector.store, current.reflector.resource_version)
                 self._stop(key)
             if self._start(spec, handover=handover):
                 counts["restarted" if current is not None else "started"] += 1
@@ -270,7 +271,10 @@ class WatchPool:
             self._flusher.kill(block=True, timeout=5)
         greenlets = [r.greenlet for r in self.running.values()]
         gevent.killall(greenlets, block=True, timeout=5)
-        self.flush_state()
+        try:
+            self.flush_state()
+        except Exception as exc:  # noqa: BLE001 - a disk error must not stop the shutdown itself
+            logger.opt(exception=exc).error("could not save the watch state on stop: {}", type(exc).__name__)
         for key in list(self.running):
             self._stop(key, block=False)
         self._checks.kill(block=True, timeout=2)

@@ -44,7 +44,11 @@ class Connector:
                 read_timeout=settings.post_timeout,
                 pool_size=settings.senders + 2,
             )
-        self.source = source or (BackendSource(self.backend) if self.backend else LocalSource(config_file=settings.config_file))
+        self.source = source or (
+            BackendSource(self.backend, allow_in_cluster=settings.allow_in_cluster,
+                          allow_contexts=settings.allow_kubeconfig_contexts)
+            if self.backend else LocalSource(config_file=settings.config_file)
+        )
         from .delivering import Outbox
 
         if poster is None:
@@ -68,6 +72,7 @@ class Connector:
             connect_timeout=settings.connect_timeout,
             state_store=self.spool,
             checkpoint=self.outbox.checkpoint,
+            flush_interval=settings.state_flush_interval,
         )
         self.ready = Event()
         self.registered = settings.local_mode or source is not None
@@ -114,13 +119,17 @@ class Connector:
         for greenlet in (self._main, self._ready_watch):
             if greenlet is not None:
                 greenlet.kill(block=True, timeout=5)
-        self.pool.stop_all()
-        lost = self.outbox.stop(timeout)
-        if self.health is not None:
-            self.health.stop()
-        if self.spool is not None:
-            self.spool.close()
-        self._stopped.set()
+        try:
+            self.pool.stop_all()
+        finally:
+            try:
+                lost = self.outbox.stop(timeout)
+            finally:
+                if self.health is not None:
+                    self.health.stop()
+                if self.spool is not None:
+                    self.spool.close()
+                self._stopped.set()
         logger.info("connector stopped ({} events not delivered)", lost)
         return lost
 
@@ -146,7 +155,7 @@ class Connector:
 
     def _watch_ready(self) -> None:
         while not self.readiness()[0]:
-            gevent.sleep(0.1)
+            gevent.sleep(0.5)
         self.ready.set()
         logger.info("ready: {} watches listed", len(self.pool.running))
 

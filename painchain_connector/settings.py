@@ -32,6 +32,10 @@ class Settings:
     config_file: Path | None = None
     sink: Path | None = None  # local mode: None = stdout
     state_dir: Path | None = None
+    state_flush_interval: float = 30.0  # seconds between saves of the watch state (STATE_DIR)
+    # Backend documents are tenant-written: may they use the connector's own credentials?
+    allow_in_cluster: bool = False  # inCluster: the pod's service account (single-tenant only)
+    allow_kubeconfig_contexts: bool = True  # context: the contract's development mode
     # watching
     watch_timeout: float = 300.0  # server-side timeoutSeconds upper bound (randomised down to half)
     stall_margin: float = 30.0  # client read timeout = watch timeout + this
@@ -72,6 +76,9 @@ class _SettingsSchema(Schema):
     config_file = fields.String(allow_none=True)
     sink = fields.String(allow_none=True)
     state_dir = fields.String(allow_none=True)
+    state_flush_interval = fields.Float(validate=validate.Range(min=0.5, max=3600))
+    allow_in_cluster = fields.Boolean()
+    allow_kubeconfig_contexts = fields.Boolean()
     watch_timeout = fields.Float(validate=validate.Range(min=2, max=3600))
     stall_margin = fields.Float(validate=validate.Range(min=1, max=600))
     list_page_size = fields.Integer(validate=validate.Range(min=1, max=10_000))
@@ -118,6 +125,9 @@ ENV_VARS: dict[str, str] = {
     "CONFIG_FILE": "config_file",
     "EVENT_SINK": "sink",
     "STATE_DIR": "state_dir",
+    "STATE_FLUSH_INTERVAL": "state_flush_interval",
+    "ALLOW_IN_CLUSTER": "allow_in_cluster",
+    "ALLOW_KUBECONFIG_CONTEXTS": "allow_kubeconfig_contexts",
     "WATCH_TIMEOUT": "watch_timeout",
     "STALL_MARGIN": "stall_margin",
     "LIST_PAGE_SIZE": "list_page_size",

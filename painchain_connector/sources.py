@@ -6,6 +6,7 @@ list could not be read at all; the caller then keeps the current watches running
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass
@@ -45,7 +46,24 @@ def _secrets_of(doc: Any) -> list[str]:
     return found
 
 
-def select(docs: Iterable[Any]) -> Fetched:
+def _refuse_local_credentials(result: ParseResult, *, allow_in_cluster: bool, allow_contexts: bool) -> ParseResult:
+    """Drop clusters whose credentials are the connector's own (its service account, its
+    kubeconfig) when the documents come from a backend that other tenants can write to."""
+    integ = result.integration
+    refused = [c for c in integ.clusters
+               if (c.in_cluster and not allow_in_cluster) or (c.context and not allow_contexts)]
+    if not refused:
+        return result
+    errors = result.errors + tuple(
+        f"cluster {c.name!r}: {'inCluster' if c.in_cluster else 'kubeconfig context'} credentials are not accepted "
+        f"from the backend by this connector (see ALLOW_IN_CLUSTER / ALLOW_KUBECONFIG_CONTEXTS)."
+        for c in refused
+    )
+    kept = tuple(c for c in integ.clusters if c not in refused)
+    return ParseResult(dataclasses.replace(integ, clusters=kept) if kept else None, result.integration_id, errors)
+
+
+def select(docs: Iterable[Any], *, allow_in_cluster: bool = True, allow_contexts: bool = True) -> Fetched:
     """Pure (but for registering secrets with the log redactor): documents -> Fetched.
 
     Keeps `type == "kubernetes"` only (the backend ignores the query parameter), skips
@@ -68,6 +86,8 @@ def select(docs: Iterable[Any]) -> Fetched:
                 inactive += 1
                 continue
         result = parse_integration(doc)
+        if result.integration is not None:
+            result = _refuse_local_credentials(result, allow_in_cluster=allow_in_cluster, allow_contexts=allow_contexts)
         if result.integration is not None and result.integration.id in seen:
             result = ParseResult(None, result.integration_id, ("id: duplicate integration id in the list.",))
         if result.integration is None:
@@ -82,8 +102,14 @@ def select(docs: Iterable[Any]) -> Fetched:
 
 
 class BackendSource:
-    def __init__(self, backend) -> None:
+    """Integrations from PainChain. Documents there are written by tenants, so clusters that
+    would use the connector's own credentials (inCluster: its service account; context: its
+    kubeconfig) are accepted only when the operator allows them."""
+
+    def __init__(self, backend, *, allow_in_cluster: bool = False, allow_contexts: bool = True) -> None:
         self.backend = backend
+        self.allow_in_cluster = allow_in_cluster
+        self.allow_contexts = allow_contexts
 
     def fetch(self) -> Fetched:
         from .backend import TransientError, PermanentError
@@ -94,7 +120,7 @@ class BackendSource:
             raise FetchFailed(f"cannot list integrations from the backend: {exc}") from None
         if not isinstance(docs, list):
             raise FetchFailed("the backend's integration list is not a JSON array")
-        return select(docs)
+        return select(docs, allow_in_cluster=self.allow_in_cluster, allow_contexts=self.allow_contexts)
 
 
 class LocalSource:

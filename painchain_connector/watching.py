@@ -115,6 +115,8 @@ class Reflector:
         self._detect = detecting.detect
         self._observed: dict[str, Any] = {}
         self._ctx_second = -1
+        self._seen = 0  # watch events received (bookmarks included)
+        self._applied_since_list = 0
         self._ctx_cached: DetectContext | None = None
 
     # -- the loop ---------------------------------------------------------------------
@@ -130,12 +132,15 @@ class Reflector:
             if self.resource_version is None:
                 self._set_state("listing")
                 self.relist()
-            self._set_state("watching")
             self.watch_once()
         except Gone:
             self.metrics.watch_restarts.labels(self.key.resource, "gone").inc()
             self.log.info("resourceVersion {} expired (410 Gone): relisting", self.resource_version)
             self.resource_version = None
+            if self._applied_since_list == 0:
+                # 410 right after a list (a slow paged list, an odd proxy): back off, or
+                # relist -> 410 -> relist would spin at full speed.
+                self.sleep(self.backoff.next_delay())
         except (Forbidden, Unauthorized) as exc:
             # Not transient: a config or RBAC problem. Logged once, retried each re-sync period.
             self._fail(exc, level="ERROR", state=exc.reason)
@@ -201,6 +206,7 @@ class Reflector:
             self._baseline_done = True
         self.resource_version = resource_version
         self.revision += 1
+        self._applied_since_list = 0
         self.log.debug("listed {} objects at resourceVersion {}", len(fresh), resource_version)
 
     def _diff(self, fresh: dict[str, Any]) -> None:
@@ -230,17 +236,25 @@ class Reflector:
         """One watch request; returns on a clean close (the caller resumes from the RV)."""
         upper = self.timing.watch_timeout
         timeout = int(upper / 2 + self.rng.random() * upper / 2) or 1  # spread reconnects
-        events = self.lw.watch(
+        events = self.lw.watch(  # the request is made here: failures raise before "watching"
             resource_version=self.resource_version,
             timeout_seconds=timeout,
             read_timeout=timeout + self.timing.stall_margin,
         )
-        self.backoff.healthy()
+        self._set_state("watching")
+        started, seen = time.monotonic(), self._seen
         self.handle_events(events)
+        if self._seen == seen and time.monotonic() - started < 1.0:
+            # Closed at once with nothing in it (a proxy or load balancer cutting watches):
+            # not healthy, and not a reason to reconnect at full speed.
+            self.sleep(self.backoff.next_delay())
+        else:
+            self.backoff.healthy()
 
     def handle_events(self, events: Iterable[dict]) -> None:
         observed = self._observed  # labelled children resolved once: .labels() costs 5 % here
         for event in events:
+            self._seen += 1
             kind = event.get("type")
             obj = event.get("object") or {}
             if kind == "BOOKMARK":
@@ -266,6 +280,7 @@ class Reflector:
             objects[compact.uid] = state
         self.resource_version = compact.resource_version or self.resource_version
         self.revision += 1
+        self._applied_since_list += 1
         if changes:
             self.emit(changes)
 

@@ -137,7 +137,7 @@ def _spool_rows(path: Path) -> int:
 
 
 def _start_cli(backend, state_dir: Path, port: int) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = dict(os.environ, PYTHONPATH=str(ROOT), STATE_FLUSH_INTERVAL="2")
     env.pop("KUBECONFIG", None)
     return subprocess.Popen(
         [sys.executable, "-m", "painchain_connector", "--backend", backend.url, "--state-dir", str(state_dir),

@@ -152,3 +152,20 @@ def test_random_documents_only_ever_yield_validation_errors_without_secrets(raw)
     text = json.dumps(result.errors) + repr(result.integration)
     assert TOKEN not in text and CERT[:40] not in text and "secretcertbody" not in text
     assert all(isinstance(e, str) for e in result.errors)
+
+
+def test_backend_documents_may_not_use_the_connectors_own_service_account_unless_allowed():
+    in_cluster = doc(token_cluster("remote"), {"name": "host", "inCluster": True})
+    refused = select([in_cluster], allow_in_cluster=False)
+    assert [c.name for c in refused.integrations[0].clusters] == ["remote"]
+    assert any("'host'" in e and "ALLOW_IN_CLUSTER" in e for e in refused.rejected[0].errors)
+    only_host = select([doc({"name": "host", "inCluster": True})], allow_in_cluster=False)
+    assert only_host.integrations == () and only_host.rejected[0].integration is None
+    allowed = select([in_cluster], allow_in_cluster=True)
+    assert [c.name for c in allowed.integrations[0].clusters] == ["remote", "host"]
+
+
+def test_kubeconfig_contexts_from_the_backend_can_be_refused():
+    ctx = doc({"name": "dev", "context": "minikube"})
+    assert select([ctx]).integrations[0].clusters[0].context == "minikube"  # the contract allows it
+    assert select([ctx], allow_contexts=False).integrations == ()

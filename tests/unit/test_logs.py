@@ -270,3 +270,10 @@ def test_no_registered_secret_survives_redaction(words, filler, small):
         assert word not in redacted or word in REDACTED
 
 
+
+
+def test_credentials_in_a_url_are_redacted():
+    from painchain_connector.logs import redact
+
+    out = redact("cannot reach https://admin:s3cret-pass@painchain.example/api: refused")
+    assert "s3cret-pass" not in out and "admin:" not in out and "painchain.example/api" in out
