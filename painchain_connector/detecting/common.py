@@ -395,3 +395,15 @@ def spec_changes(kind: str, old: WorkloadCompact, new: WorkloadCompact, ctx: Det
             )
         )
     return changes
+
+
+def detect_workload(
+    kind: str, old: WorkloadCompact | None, new: WorkloadCompact | None, *, deleted: bool, ctx: DetectContext,
+    data,
+) -> tuple[list[Change], WorkloadCompact | None]:
+    """Created/Deleted, then Scaled/Updated from the spec: the whole rule set of StatefulSets
+    and DaemonSets (Deployments add their rollout outcome on top)."""
+    outcome = lifecycle(kind, old, new, deleted=deleted, ctx=ctx, data=data)
+    if outcome is not None:
+        return outcome
+    return spec_changes(kind, old, new, ctx, data(new)), new

@@ -9,10 +9,9 @@ from .common import (
     WorkloadCompact,
     images_data,
     labels_dict,
-    lifecycle,
+    detect_workload,
     listed,
     project_workload,
-    spec_changes,
 )
 
 KIND = "DaemonSet"
@@ -35,10 +34,7 @@ def project(obj: Mapping[str, Any]) -> WorkloadCompact:
 def detect(
     old: WorkloadCompact | None, new: WorkloadCompact | None, *, deleted: bool, ctx: DetectContext
 ) -> tuple[list[Change], WorkloadCompact | None]:
-    outcome = lifecycle(KIND, old, new, deleted=deleted, ctx=ctx, data=_data)
-    if outcome is not None:
-        return outcome
-    return spec_changes(KIND, old, new, ctx, _data(new)), new
+    return detect_workload(KIND, old, new, deleted=deleted, ctx=ctx, data=_data)
 
 
 def _data(d: WorkloadCompact) -> dict[str, Any]:
