@@ -8,3 +8,15 @@ from gevent import monkey
 monkey.patch_all()
 
 from tests.envtest.fixtures import *  # noqa: E402,F401,F403 - control plane fixtures for e2e tests
+
+
+import pytest  # noqa: E402
+
+from tests.fakebackend import FakeBackend  # noqa: E402
+
+
+@pytest.fixture
+def backend():
+    """A fake PainChain backend on a loopback port (tests/fakebackend.py), stopped afterwards."""
+    with FakeBackend() as fake:
+        yield fake

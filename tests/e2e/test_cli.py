@@ -11,7 +11,6 @@ import yaml
 
 from tests.envtest.builders import make_service
 from tests.envtest.fixtures import wait_for
-from tests.fakebackend import FakeBackend
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -89,13 +88,9 @@ def test_local_mode_reads_integrations_from_a_config_file_and_writes_the_sink(co
             proc.wait()
 
 
-def test_backend_refusing_registration_exits_nonzero_with_a_clear_message():
-    backend = FakeBackend().start()
-    try:
-        backend.fail_with(400, path="/integrations/types/register")
-        proc = _run(["--backend", backend.url], _env())
-        out, err = proc.communicate(timeout=60)
-        assert proc.returncode == 1
-        assert "could not register the connector type" in err and "400" in err
-    finally:
-        backend.stop()
+def test_backend_refusing_registration_exits_nonzero_with_a_clear_message(backend):
+    backend.fail_with(400, path="/integrations/types/register")
+    proc = _run(["--backend", backend.url], _env())
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert "could not register the connector type" in err and "400" in err

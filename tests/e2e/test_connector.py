@@ -6,16 +6,8 @@ from painchain_connector.settings import Settings
 from tests.e2e.helpers import integration_doc, only
 from tests.envtest.builders import make_service
 from tests.envtest.fixtures import wait_for
-from tests.fakebackend import FakeBackend
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def backend():
-    fake = FakeBackend().start()
-    yield fake
-    fake.stop()
 
 
 def settings_for(backend, **kw) -> Settings:

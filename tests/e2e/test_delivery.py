@@ -19,18 +19,10 @@ from tests.e2e.helpers import integration_doc, make_integration, only
 from tests.envtest.builders import make_service
 from tests.envtest.controlplane import free_port
 from tests.envtest.fixtures import wait_for
-from tests.fakebackend import FakeBackend
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 OUTAGE_SECONDS = 60  # the scenario: the backend is down for a minute
-
-
-@pytest.fixture
-def backend():
-    fake = FakeBackend().start()
-    yield fake
-    fake.stop()
 
 
 def _add(backend, control_plane, namespace, id, tenant=None):

@@ -16,7 +16,6 @@ from tests.e2e.helpers import integration_doc, only
 from tests.envtest.builders import make_service
 from tests.envtest.controlplane import free_port
 from tests.envtest.fixtures import wait_for
-from tests.fakebackend import FakeBackend
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,13 +25,6 @@ def _http() -> requests.Session:
     session = requests.Session()
     session.trust_env = False
     return session
-
-
-@pytest.fixture
-def backend():
-    fake = FakeBackend().start()
-    yield fake
-    fake.stop()
 
 
 def test_readyz_is_503_until_listed_200_when_watching_and_503_naming_an_unreachable_cluster(

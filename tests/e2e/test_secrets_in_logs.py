@@ -11,7 +11,6 @@ from tests.e2e.helpers import integration_doc, only
 from tests.envtest.builders import make_service
 from tests.envtest.controlplane import free_port
 from tests.envtest.fixtures import wait_for
-from tests.fakebackend import FakeBackend
 
 pytestmark = pytest.mark.e2e
 
@@ -29,8 +28,7 @@ def captured_logs():
 
 
 def test_fault_scenarios_never_log_a_secret(control_plane, kube, namespace, proxy, force_gone, restricted_token,
-                                            captured_logs):
-    backend = FakeBackend().start()
+                                            backend, captured_logs):
     limited = restricted_token(namespaces=[namespace], resources=["services"])
     ca = control_plane.ca_b64
 
@@ -65,7 +63,6 @@ def test_fault_scenarios_never_log_a_secret(control_plane, kube, namespace, prox
     finally:
         proxy.resume()
         connector.stop(timeout=2)
-        backend.stop()
 
     text = captured_logs.getvalue()
     # the scenarios really ran and were logged

@@ -13,16 +13,9 @@ from painchain_connector.backend import (
 )
 from painchain_connector.model import Outgoing
 from painchain_connector.sources import select
-from tests.fakebackend import FakeBackend
 
 METADATA = {"id": "kubernetes", "displayName": "Kubernetes", "configSchema": {"fields": []}}
 TOKEN = "eyJ-secret-token-value"
-
-
-@pytest.fixture
-def backend():
-    with FakeBackend() as fake:
-        yield fake
 
 
 @pytest.fixture

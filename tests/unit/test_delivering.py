@@ -20,12 +20,6 @@ FAST = {"retry_base": 0.005, "retry_cap": 0.02, "warn_interval": 0.02}
 
 
 @pytest.fixture
-def backend():
-    with FakeBackend() as fake:
-        yield fake
-
-
-@pytest.fixture
 def client(backend):
     api = BackendClient(base_url=backend.url, connect_timeout=0.5, read_timeout=2.0, pool_size=8)
     yield api
