@@ -43,10 +43,15 @@ _MAX_DETAIL = 200  # characters of the backend's own error message kept in ours
 class BackendError(Exception):
     """A request to the backend failed. `status` is None when no HTTP answer came back."""
 
-    def __init__(self, message: str, *, status: int | None = None, reached_backend: bool = True) -> None:
+    def __init__(self, message: str, *, status: int | None = None, reached_backend: bool = True,
+                 unavailable: bool = False, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        # The backend as a whole is unavailable (502/503/504, a timeout, a refused or reset
+        # connection): delivery pauses, and no event is charged an attempt for it.
+        self.unavailable = unavailable
+        self.retry_after = retry_after  # seconds, from a Retry-After header
         # False when the request never got an HTTP answer and likely never reached the
         # backend (refused, reset, connect timeout): the event itself is not to blame.
         self.reached_backend = reached_backend
@@ -84,8 +89,30 @@ def _error_for(response: requests.Response, what: str, *, with_detail: bool) -> 
     detail = _detail(response) if with_detail else ""
     if detail:
         text += f" ({detail})"
+    if status in _UNAVAILABLE:
+        return TransientError(text, status=status, unavailable=True,
+                              retry_after=_retry_after(response.headers.get("Retry-After")))
     cls = TransientError if status >= 500 else PermanentError
     return cls(text, status=status)
+
+
+_UNAVAILABLE = frozenset({502, 503, 504})
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Retry-After in seconds (delta-seconds or an HTTP date), capped at 5 minutes."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+
+        try:
+            seconds = (parsedate_to_datetime(value) - datetime.now(timezone.utc)).total_seconds()
+        except (TypeError, ValueError):
+            return None
+    return min(max(seconds, 0.0), 300.0)
 
 
 def _iso(when: datetime) -> str:
@@ -124,9 +151,9 @@ class BackendClient:
                 method, self.base_url + path, timeout=self._timeout, allow_redirects=False, **kwargs
             )
         except requests.exceptions.ConnectTimeout:
-            raise TransientError(f"{what}: connect timeout", reached_backend=False) from None
+            raise TransientError(f"{what}: connect timeout", reached_backend=False, unavailable=True) from None
         except requests.exceptions.Timeout:
-            raise TransientError(f"{what}: read timeout") from None
+            raise TransientError(f"{what}: read timeout", unavailable=True) from None
         except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema):
             raise PermanentError(f"{what}: invalid backend URL", reached_backend=False) from None
         except requests.exceptions.ConnectionError as exc:
@@ -137,7 +164,8 @@ class BackendClient:
             # be the backend choking on this very request, so that one counts.
             never_sent = isinstance(reason, NewConnectionError)
             raise TransientError(
-                f"{what}: connection error ({type(reason or exc).__name__})", reached_backend=not never_sent
+                f"{what}: connection error ({type(reason or exc).__name__})", reached_backend=not never_sent,
+                unavailable=True,
             ) from None
         except requests.exceptions.RequestException as exc:
             raise TransientError(f"{what}: {type(exc).__name__}") from None
@@ -225,15 +253,20 @@ class BackendClient:
 
     post = post_event  # the outbox's poster interface: post(item) -> "stored" | "duplicate"
 
-    def mark_synced(self, integration_id: str, tenant_id: str | None, when: datetime) -> None:
-        """PUT /integrations/{id} {"lastSync": ...}. Not critical: failures are logged at
-        debug level and swallowed."""
+    def update_integration(self, integration_id: str, tenant_id: str | None, fields: Mapping[str, Any]) -> bool:
+        """PUT /integrations/{id} with `fields` (status, lastSync) and the tenant header. Not
+        critical: failures are logged at debug level and swallowed (returns False)."""
         what = "PUT /integrations/{id}"
-        log = logger.bind(integration=integration_id)
         try:
             response = self._send("PUT", f"/integrations/{quote(integration_id, safe='')}", what,
-                                  data=json.dumps({"lastSync": _iso(when)}), headers=self._json_headers(tenant_id))
+                                  data=json.dumps(dict(fields)), headers=self._json_headers(tenant_id))
             if not response.ok:
                 raise _error_for(response, what, with_detail=False)
         except BackendError as exc:
-            log.debug("could not mark the integration synced: {}", exc.message)
+            logger.bind(integration=integration_id).debug("could not update the integration: {}", exc.message)
+            return False
+        return True
+
+    def mark_synced(self, integration_id: str, tenant_id: str | None, when: datetime) -> None:
+        """PUT /integrations/{id} {"lastSync": ...}. Never raises."""
+        self.update_integration(integration_id, tenant_id, {"lastSync": _iso(when)})

@@ -20,6 +20,7 @@ from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 from ._log import logger
 
+from .egress import EgressPolicy, EgressRefused, guard_connections
 from .logs import redact
 from .schemas.integration import Cluster
 
@@ -70,6 +71,13 @@ class Unauthorized(ApiError):
     reason = "unauthorized"
 
 
+class Refused(ApiError):
+    """The egress policy refused the server's address (a tenant pointing at loopback,
+    link-local, a denied network): a config problem, retried on the next re-sync."""
+
+    reason = "refused"
+
+
 class ServerError(ApiError):
     """5xx, 429 or another unexpected answer: retry with backoff."""
 
@@ -77,11 +85,17 @@ class ServerError(ApiError):
 
 
 def _status_error(status: int, body: bytes) -> ApiError:
+    # Only a Kubernetes Status message, shortened: whatever else a tenant's "apiserver"
+    # answers must not be copied into the operator's log.
     message = ""
     try:
-        message = json.loads(body).get("message", "")
-    except (ValueError, AttributeError):
-        message = body[:200].decode("utf-8", "replace")
+        doc = json.loads(body)
+        if isinstance(doc, dict) and doc.get("kind") == "Status" and isinstance(doc.get("message"), str):
+            message = doc["message"][:200]
+    except ValueError:
+        pass
+    if not message and status not in (401, 403, 410):
+        message = "the answer is not a Kubernetes Status"
     if status == 410 or (status == 504 and "too large resource version" in message.lower()):
         # 504 "Too large resource version": our RV is ahead of this server (a restored etcd,
         # another cluster behind the same URL): relist, like for an expired one.
@@ -93,8 +107,16 @@ def _status_error(status: int, body: bytes) -> ApiError:
     return ServerError(f"HTTP {status}: {message}", status=status)
 
 
-def build_api_client(cluster: Cluster, *, connect_timeout: float) -> k8s.ApiClient:
-    """A client for one credential set. Raises ApiError for unusable credentials."""
+def build_api_client(cluster: Cluster, *, connect_timeout: float, egress: EgressPolicy | None = None) -> k8s.ApiClient:
+    """A client for one credential set. Raises ApiError for unusable credentials. A
+    restricted (tenant-written) cluster's connections go through the egress policy."""
+    api = _build_api_client(cluster, connect_timeout=connect_timeout)
+    if cluster.restricted:
+        guard_connections(api, egress or EgressPolicy())
+    return api
+
+
+def _build_api_client(cluster: Cluster, *, connect_timeout: float) -> k8s.ApiClient:
     if cluster.context:
         try:
             return k8s_config.new_client_from_config(context=cluster.context, persist_config=False)
@@ -150,6 +172,8 @@ class ListerWatcher:
                 method, url, header_params=headers, body=body, post_params=post,
                 _request_timeout=(self._connect_timeout, read_timeout),
             )
+        except EgressRefused as exc:
+            raise Refused(str(exc)) from None
         except ApiException as exc:
             # The client turns every urllib3 SSLError (bad CA, verification failure, https
             # to a plain-HTTP port) into ApiException(status=0): a reachability problem.

@@ -4,7 +4,10 @@
   CPU-bound loop or a blocking call that starves every greenlet turns it 503, and the
   liveness probe restarts the pod.
 - /readyz: whatever `readiness()` says; `readiness_report` builds that answer from the
-  connector's state (registered, integrations fetched, every watch settled).
+  connector's state (registered, integrations fetched, engine and delivery running, every
+  watch past its first list attempt). Counts only: no tenant's ids or cluster names.
+- /status: per-integration detail (watch states, the last error of each), for loopback
+  clients only unless the operator sets STATUS_PUBLIC.
 - /metrics: the Connector's own prometheus CollectorRegistry.
 
 `make_app` is the WSGI application, a plain function testable without a socket.
@@ -32,52 +35,42 @@ from .metrics import Metrics
 
 Readiness = Callable[[], tuple[bool, dict]]
 
-# Watch states (as reported by the watching module) and what they mean for readiness.
-# Not ready: the first list is not done yet, or the cluster cannot be reached at all (an
-# operator must see that). RBAC refusals and passing errors count as settled ("failing").
-PENDING_STATES = frozenset({"starting", "listing", "unreachable"})
-WATCHING = "watching"
-# Anything else ("backoff", "forbidden", "unauthorized", "invalid", or a state this
-# module does not know) is settled: the watch will not become ready by waiting, so it
-# must not hold the pod out of its Service; it is listed under "failing" instead.
-
-
-def _split_watch_key(key: str) -> tuple[str, str]:
-    """'integ/cluster/pods/*' -> ('integ/cluster', 'pods/*'); tolerates '/' in the ids."""
-    parts = key.rsplit("/", 2)
-    if len(parts) < 3:
-        return key, ""
-    return parts[0], f"{parts[1]}/{parts[2]}"
+# A watch is pending until its first list has either succeeded or failed once: readiness
+# is about the connector, not the tenants. A cluster that is unreachable, forbidden or
+# unauthorized is that tenant's problem (metrics, its integration's status): it never takes
+# the shared pod out of its Service.
+PENDING_STATES = frozenset({"starting", "listing"})
 
 
 def readiness_report(
-    *, registered: bool, local_mode: bool, integrations_fetched: bool, watches: Mapping[object, str]
+    *, registered: bool, local_mode: bool, integrations_fetched: bool, watches: Mapping[object, str],
+    tried: Iterable[object] = (), running: bool = True, was_ready: bool = False,
 ) -> tuple[bool, dict]:
     """(ready, details) for /readyz; pure.
 
     Ready iff the connector is registered with the backend (or runs in local mode), has
-    fetched its integrations once, and no watch is still starting or listing. `watches`
-    maps a WatchKey (or its str, "integ/cluster/resource/namespace") to its state.
-    Details group watches by "integration/cluster".
+    fetched its integrations, its watch engine and delivery are `running`, and no watch is
+    still on its first list (`watches` maps a WatchKey or its str to its state; `tried`
+    holds the keys that have failed at least once: a retry is not a first list). Once
+    ready (`was_ready`), watches added later never make it unready again. The details
+    carry counts only: no integration id or cluster name of any tenant.
     """
     counts: dict[str, int] = {}
-    pending: dict[str, list[str]] = {}
-    failing: dict[str, dict[str, str]] = {}
-    for key, state in sorted((str(k), v) for k, v in watches.items()):
+    tried = {str(k) for k in tried}
+    waiting = 0
+    for key, state in watches.items():
         counts[state] = counts.get(state, 0) + 1
-        cluster, stream = _split_watch_key(key)
-        if state in PENDING_STATES:
-            pending.setdefault(cluster, []).append(stream)
-        elif state != WATCHING:
-            failing.setdefault(cluster, {})[stream] = state
+        if state in PENDING_STATES and str(key) not in tried:
+            waiting += 1
     reasons: list[str] = []
     if not (registered or local_mode):
         reasons.append("not registered with the backend yet")
     if not integrations_fetched:
         reasons.append("integrations not fetched yet")
-    waiting = sum(len(streams) for streams in pending.values())
-    if waiting:
-        reasons.append(f"{waiting} watch(es) still listing or unreachable on {len(pending)} cluster(s)")
+    if not running:
+        reasons.append("the watch engine or delivery is not running")
+    if waiting and not was_ready:
+        reasons.append(f"{waiting} watch(es) still on their first list")
     ready = not reasons
     details: dict = {
         "ready": ready,
@@ -88,10 +81,6 @@ def readiness_report(
     }
     if reasons:
         details["reasons"] = reasons
-    if pending:
-        details["not_ready"] = pending
-    if failing:
-        details["failing"] = failing
     return ready, details
 
 
@@ -101,10 +90,16 @@ def _json(start_response, status: str, body: dict) -> list[bytes]:
     return [data]
 
 
+_LOOPBACK = ("127.", "::1", "::ffff:127.")
+
+
 def make_app(
-    *, registry: CollectorRegistry, readiness: Readiness, alive: Callable[[], tuple[bool, dict]]
+    *, registry: CollectorRegistry, readiness: Readiness, alive: Callable[[], tuple[bool, dict]],
+    status: Callable[[], dict] | None = None, status_public: bool = False,
 ) -> Callable[[dict, Callable], Iterable[bytes]]:
-    """The WSGI application. `alive()` answers /healthz, `readiness()` /readyz."""
+    """The WSGI application. `alive()` answers /healthz, `readiness()` /readyz, and
+    `status()` /status: every tenant's integrations and clusters with their watch states,
+    so only for loopback clients (kubectl port-forward, exec) unless `status_public`."""
 
     def healthz(start_response):
         ok, details = alive()
@@ -124,10 +119,19 @@ def make_app(
         start_response("200 OK", [("Content-Type", CONTENT_TYPE_LATEST), ("Content-Length", str(len(data)))])
         return [data]
 
+    def detailed(start_response):
+        return _json(start_response, "200 OK", status())
+
     routes = {"/healthz": healthz, "/readyz": readyz, "/metrics": metrics}
+    if status is not None:
+        routes["/status"] = detailed
 
     def app(environ: dict, start_response: Callable) -> Iterable[bytes]:
-        handler = routes.get(environ.get("PATH_INFO", ""))
+        path = environ.get("PATH_INFO", "")
+        handler = routes.get(path)
+        if path == "/status" and not status_public and not str(environ.get("REMOTE_ADDR", "")).startswith(_LOOPBACK):
+            return _json(start_response, "403 Forbidden", {"error": "/status answers loopback clients only "
+                                                                     "(STATUS_PUBLIC=true to change)"})
         if handler is None:
             return _json(start_response, "404 Not Found", {"error": "not found"})
         method = environ.get("REQUEST_METHOD", "GET")
@@ -186,6 +190,8 @@ class HealthServer:
         heartbeat_interval: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         max_connections: int = 32,
+        status: Callable[[], dict] | None = None,
+        status_public: bool = False,
     ) -> None:
         self._host = host
         self._port = port
@@ -195,7 +201,8 @@ class HealthServer:
         self._last_beat = clock()
         self._stopping = False
         self._heartbeat: gevent.Greenlet | None = None
-        self.app = make_app(registry=metrics.registry, readiness=readiness, alive=self.liveness)
+        self.app = make_app(registry=metrics.registry, readiness=readiness, alive=self.liveness, status=status,
+                            status_public=status_public)
         # A pool, so that stop() also ends keep-alive connections (Prometheus keeps one);
         # bounded, since requests are finite work and nobody needs more at once.
         self._server = pywsgi.WSGIServer(

@@ -11,9 +11,13 @@ Redaction is applied by the sink to every record, after formatting, over the mes
 the bound context and the traceback text (which this module formats itself, with
 loguru's `backtrace`/`diagnose` off so local variable values never appear). Two layers:
 
-- known secrets: `register_secrets` (every cluster token and certificate the connector
-  parses; a base64 PEM bundle also registers its decoded body lines), found by plain
+- known secrets: `set_secrets(owner, ...)` (every cluster token and certificate of one
+  integration; a base64 PEM bundle also registers its decoded body lines), found by plain
   substring search, or through an index of their tails once there are many of them.
+  Tenants write these strings, so the registry refuses what could blank ordinary text out
+  of the operator's log: anything under 16 characters, anything with whitespace, anything
+  found inside an integration's id, tenant id or name; and an owner's secrets leave when
+  the owner leaves (`retain_secrets`) or rotates them.
 - patterns, for secrets nobody registered: Authorization headers and `Bearer ...`,
   `token=...`, quoted `'token': '...'`-style keys in dict reprs and JSON, JWTs, PEM
   blocks, and base64 runs that decode to PEM / DER.
@@ -40,9 +44,9 @@ from typing import Any, TextIO
 from ._log import logger
 
 REDACTED = "[REDACTED]"
-# Shorter strings are not registered: redacting every "admin" or "test" in every line
-# would make logs unreadable, and credentials that short are not worth hiding anyway.
-MIN_SECRET_LENGTH = 8
+# Shorter strings are not registered: a tenant could otherwise blank "integration" or any
+# other word out of every operator log line; bearer tokens and PEM lines are far longer.
+MIN_SECRET_LENGTH = 16
 CONTEXT_KEYS = ("integration", "cluster", "resource", "namespace")
 PACKAGE = "painchain_connector"
 
@@ -69,29 +73,49 @@ class SecretRegistry:
         self._secrets: set[str] = set()
         self._longest_first: tuple[str, ...] = ()
         self._by_tail: dict[str, tuple[str, ...]] = {}
+        self._owners: dict[str, frozenset[str]] = {}  # integration id ("" = the operator) -> secrets
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._secrets)
 
     def register(self, values: Iterable[str | None]) -> None:
-        new: set[str] = set()
+        """Secrets that stay for the life of the process (the operator's own)."""
+        self.set_owner("", (*self._owners.get("", ()), *values))
+
+    def set_owner(self, owner: str, values: Iterable[str | None], *, public: Iterable[str] = ()) -> None:
+        """Replace `owner`'s secrets with `values` (a rotated token leaves the registry)."""
+        found: set[str] = set()
         for value in values:
             if value:
-                new.update(_expand_secret(value))
-        new = {s for s in new if len(s) >= MIN_SECRET_LENGTH} - self._secrets
-        if not new:
+                found.update(_expand_secret(value))
+        public = tuple(public)
+        kept = frozenset(s for s in found if len(s) >= MIN_SECRET_LENGTH and not any(c.isspace() for c in s)
+                         and not any(s in word for word in public))
+        if self._owners.get(owner, frozenset()) == kept:
             return
-        with self._lock:
-            for secret in new:
-                tail = secret[-MIN_SECRET_LENGTH:]
-                bucket = self._by_tail.get(tail, ())
-                self._by_tail[tail] = tuple(sorted((*bucket, secret), key=len, reverse=True))
-            self._secrets |= new
-            if len(self._secrets) <= self._small:
-                self._longest_first = tuple(sorted(self._secrets, key=len, reverse=True))
-            else:
-                self._longest_first = ()
+        if kept:
+            self._owners[owner] = kept
+        else:
+            self._owners.pop(owner, None)
+        self._rebuild()
+
+    def retain(self, owners: Iterable[str]) -> None:
+        """Forget the secrets of every owner not in `owners` (the operator's own stay)."""
+        keep = set(owners) | {""}
+        if any(owner not in keep for owner in self._owners):
+            self._owners = {o: v for o, v in self._owners.items() if o in keep}
+            self._rebuild()
+
+    def _rebuild(self) -> None:
+        secrets = set().union(*self._owners.values()) if self._owners else set()
+        by_tail: dict[str, list[str]] = {}
+        for secret in secrets:
+            by_tail.setdefault(secret[-MIN_SECRET_LENGTH:], []).append(secret)
+        with self._lock:  # readers never lock: each attribute is replaced whole
+            self._by_tail = {t: tuple(sorted(v, key=len, reverse=True)) for t, v in by_tail.items()}
+            self._longest_first = tuple(sorted(secrets, key=len, reverse=True)) if len(secrets) <= self._small else ()
+            self._secrets = secrets
 
     def redact(self, text: str) -> str:
         # Spans, not str.replace: two overlapping secrets are both hidden whole.
@@ -154,14 +178,24 @@ _registry = SecretRegistry()
 
 
 def register_secrets(values: Iterable[str | None]) -> None:
-    """Never log these strings (tokens, certificates). None and empty values are skipped.
+    """Never log these strings (the operator's own secrets, kept for the process's life).
+    None and empty values are skipped; see `set_secrets` for what is refused."""
+    _registry.register(values)
+
+
+def set_secrets(owner: str, values: Iterable[str | None], *, public: Iterable[str] = ()) -> None:
+    """The secrets of one integration (tokens, certificates), replacing its previous ones.
 
     A certificate (PEM, or base64 of PEM as in the integration config) also registers
     the base64 lines of its body, so a PEM printed by a TLS library is caught too.
-    Strings shorter than MIN_SECRET_LENGTH are ignored; the set only grows (a rotated
-    token stays a secret).
-    """
-    _registry.register(values)
+    Refused: strings under MIN_SECRET_LENGTH, with whitespace, or found inside one of the
+    `public` words (ids and names): a tenant must not blank ordinary text out of the log."""
+    _registry.set_owner(owner, values, public=public)
+
+
+def retain_secrets(owners: Iterable[str]) -> None:
+    """Forget the secrets of integrations that left."""
+    _registry.retain(owners)
 
 
 # ---------------------------------------------------------------------------------------

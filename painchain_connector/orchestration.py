@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+import time
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
@@ -71,8 +72,9 @@ def state_key(spec: WatchSpec) -> str:
 class ClientCache:
     """One ApiClient per credential set, reference-counted by the watches using it."""
 
-    def __init__(self, *, connect_timeout: float, spawn_check: Callable[..., object]) -> None:
+    def __init__(self, *, connect_timeout: float, spawn_check: Callable[..., object], egress=None) -> None:
         self.connect_timeout = connect_timeout
+        self.egress = egress
         self._clients: dict[str, list] = {}  # fingerprint -> [api, refcount]
         self._warned_insecure: set[str] = set()
         self._spawn_check = spawn_check
@@ -81,7 +83,7 @@ class ClientCache:
         fp = cluster.credential_fingerprint
         entry = self._clients.get(fp)
         if entry is None:
-            api = build_api_client(cluster, connect_timeout=self.connect_timeout)
+            api = build_api_client(cluster, connect_timeout=self.connect_timeout, egress=self.egress)
             if cluster.skip_tls_verify and fp not in self._warned_insecure:
                 self._warned_insecure.add(fp)
                 logger.warning("{}: skipTLSVerify is on: the API server's identity is NOT verified", label)
@@ -125,12 +127,21 @@ class WatchPool:
         checkpoint: Callable[[], object] | None = None,
         flush_interval: float = 30.0,
         sleep: Callable[[float], None] = gevent.sleep,
+        egress=None,
+        state_retention: float = 3600.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.make_emit = make_emit
         self.timing = timing
         self.metrics = metrics
         self.sleep = sleep
-        self.clients = ClientCache(connect_timeout=connect_timeout, spawn_check=self._spawn_check)
+        self.clock = clock
+        self.clients = ClientCache(connect_timeout=connect_timeout, spawn_check=self._spawn_check, egress=egress)
+        # The Stores of stopped watches, kept for `state_retention` seconds: an integration
+        # that comes back (re-activated, a typo fixed) relists and diffs instead of
+        # re-baselining, so what changed while it was stopped is still reported.
+        self.state_retention = state_retention
+        self.parked: dict[str, tuple[Store, float]] = {}  # state_key -> (store, stopped at)
         self.running: dict[WatchKey, _Running] = {}
         self.failed: dict[WatchKey, str] = {}  # keys that could not even start (bad credentials)
         self._checks = Group()
@@ -151,11 +162,9 @@ class WatchPool:
     def adjust(self, wanted: dict[WatchKey, WatchSpec]) -> dict[str, int]:
         counts = {"stopped": 0, "restarted": 0, "started": 0, "unchanged": 0, "failed": 0}
         for key in [k for k in self.running if k not in wanted]:
-            spec = self.running[key].spec
-            self._stop(key)
-            if self.state_store is not None:
-                self.state_store.delete_watch_state(state_key(spec))
+            self._park(key)
             counts["stopped"] += 1
+        self._forget_expired()
         self.failed = {k: v for k, v in self.failed.items() if k in wanted}
         for key, spec in wanted.items():
             current = self.running.get(key)
@@ -167,11 +176,51 @@ class WatchPool:
                 if state_key(current.spec) == state_key(spec):  # same API server: keep what we know
                     handover = (current.reflector.store, current.reflector.resource_version)
                 self._stop(key)
-            if self._start(spec, handover=handover):
+            try:
+                started = self._start(spec, handover=handover)
+            except Exception as exc:  # noqa: BLE001 - one integration's failure must not stop the others
+                started = False
+                message = f"cannot start the watch: {type(exc).__name__}: {exc}"
+                if self.failed.get(key) != message:
+                    logger.bind(**key.log_context()).opt(exception=exc).error(
+                        "integration {} cluster {!r}: {}", key.integration_id, key.cluster, message)
+                self.failed[key] = message
+            if started:
                 counts["restarted" if current is not None else "started"] += 1
             else:
                 counts["failed"] += 1
         return counts
+
+    def _park(self, key: WatchKey) -> None:
+        """Stop a watch that is no longer wanted, keeping its Store for the retention period."""
+        running = self.running[key]
+        self._stop(key)
+        if running.greenlet.dead and running.reflector.resource_version is not None:
+            self.parked[state_key(running.spec)] = (running.reflector.store, self.clock())
+            self._save_one(running)
+
+    def _forget_expired(self) -> None:
+        cutoff = self.clock() - self.state_retention
+        for where in [k for k, (_, stopped_at) in self.parked.items() if stopped_at <= cutoff]:
+            del self.parked[where]
+        if self.state_store is not None:  # also what a previous run left for integrations gone since
+            keep = {state_key(r.spec) for r in self.running.values()} | set(self.parked)
+            try:
+                self.state_store.delete_watch_states_before(time.time() - self.state_retention, keep=keep)
+            except Exception as exc:  # noqa: BLE001 - housekeeping; the next re-sync retries
+                logger.error("could not drop expired watch states: {}", type(exc).__name__)
+
+    def _save_one(self, running: "_Running") -> None:
+        if self.state_store is None or running.reflector.revision == running.saved_revision:
+            return
+        try:
+            if self.checkpoint is not None:
+                self.checkpoint()
+            blob = pickle.dumps(running.reflector.store.objects, protocol=pickle.HIGHEST_PROTOCOL)
+            self.state_store.save_watch_state(state_key(running.spec), running.reflector.resource_version, blob)
+        except Exception as exc:  # noqa: BLE001 - a disk error loses the diff on return, not the watch
+            logger.bind(**running.spec.key.log_context()).error("could not save a stopped watch's state: {}",
+                                                                 type(exc).__name__)
 
     def _start(self, spec: WatchSpec, *, handover) -> bool:
         key = spec.key
@@ -184,6 +233,9 @@ class WatchPool:
             self.failed[key] = str(exc)
             return False
         self.failed.pop(key, None)
+        parked = self.parked.pop(state_key(spec), None)
+        if handover is None and parked is not None:
+            handover = (parked[0], None)  # rv None: relist and diff against what it knew
         store, rv = handover if handover else self._load_state(spec)
         reflector = Reflector(
             key=key,
@@ -278,6 +330,14 @@ class WatchPool:
         for key in list(self.running):
             self._stop(key, block=False)
         self._checks.kill(block=True, timeout=2)
+
+    def health(self) -> list:
+        """Every wanted watch's state and last error (safe to show its tenant)."""
+        from .reporting import WatchHealth
+
+        found = [WatchHealth(k, r.reflector.state, r.reflector.last_error) for k, r in self.running.items()]
+        found.extend(WatchHealth(k, "invalid", message) for k, message in self.failed.items())
+        return found
 
     def states(self) -> dict[str, str]:
         states = {str(k): r.reflector.state for k, r in self.running.items()}

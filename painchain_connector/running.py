@@ -22,7 +22,10 @@ from ._log import logger
 
 from .metrics import Metrics
 from .model import Change, Route
+from .logs import retain_secrets
 from .orchestration import WatchPool, wanted_watches
+from .reporting import Reporter
+from .selection import LastKnownGood, ShrinkGuard
 from .schemas.event import to_outgoing
 from .settings import Settings
 from .sources import BackendSource, FetchFailed, Fetched, LocalSource
@@ -46,7 +49,7 @@ class Connector:
             )
         self.source = source or (
             BackendSource(self.backend, allow_in_cluster=settings.allow_in_cluster,
-                          allow_contexts=settings.allow_kubeconfig_contexts)
+                          allow_contexts=settings.allow_kubeconfig_contexts, limits=settings.limits)
             if self.backend else LocalSource(config_file=settings.config_file)
         )
         from .delivering import Outbox
@@ -73,6 +76,17 @@ class Connector:
             state_store=self.spool,
             checkpoint=self.outbox.checkpoint,
             flush_interval=settings.state_flush_interval,
+            egress=settings.egress,
+            state_retention=settings.state_retention,
+        )
+        # backend -> select (last known good) -> guard (suspicious shrink) -> reconcile;
+        # report (status, lastSync, problems) -> backend
+        self.last_good = LastKnownGood()
+        self.guard = ShrinkGuard(confirmations=settings.shrink_confirmations)
+        self.reporter = (
+            Reporter(update=self.backend.update_integration, emit=self.outbox.put,
+                     last_sync_interval=settings.last_sync_interval)
+            if self.backend is not None else None
         )
         self.ready = Event()
         self.registered = settings.local_mode or source is not None
@@ -102,6 +116,7 @@ class Connector:
             self.health = HealthServer(
                 host=self.settings.health_host, port=self.settings.health_port,
                 metrics=self.metrics, readiness=self.readiness,
+                status=self.status, status_public=self.settings.status_public,
             )
             self.health.start()
         self.outbox.start()
@@ -119,6 +134,8 @@ class Connector:
         for greenlet in (self._main, self._ready_watch):
             if greenlet is not None:
                 greenlet.kill(block=True, timeout=5)
+        if self.reporter is not None:
+            self.reporter.stop()
         try:
             self.pool.stop_all()
         finally:
@@ -146,12 +163,25 @@ class Connector:
     def readiness(self) -> tuple[bool, dict]:
         from .health import readiness_report
 
+        health = self.pool.health()
         return readiness_report(
             registered=self.registered,
             local_mode=self.settings.local_mode,
             integrations_fetched=self.integrations_fetched,
-            watches=self.pool.states(),
+            watches={h.key: h.state for h in health},
+            tried=[h.key for h in health if h.message],
+            running=self._main is not None and not self._main.dead and self.outbox.running,
+            was_ready=self.ready.is_set(),
         )
+
+    def status(self) -> dict:
+        """Every integration's clusters and watch states with their last error (operator only)."""
+        found: dict[str, dict] = {}
+        for h in sorted(self.pool.health(), key=lambda h: h.key):
+            cluster = found.setdefault(h.key.integration_id, {}).setdefault(h.key.cluster, {})
+            cluster[f"{h.key.resource}/{h.key.namespace or '*'}"] = (
+                {"state": h.state, "error": h.message} if h.message else {"state": h.state})
+        return {"integrations": found}
 
     def _watch_ready(self) -> None:
         while not self.readiness()[0]:
@@ -191,10 +221,18 @@ class Connector:
             logger.error("re-sync failed, keeping {} watches running: {}", len(self.pool.running), exc)
             self.metrics.resync_duration.labels("failed").observe(clock() - started)
             return None
+        fetched = self.last_good.apply(fetched)
+        verdict = self.guard.review(fetched)
         self._log_rejects(fetched)
-        counts = self.pool.adjust(wanted_watches(fetched.integrations))
+        counts = self.pool.adjust(wanted_watches(verdict.integrations))
+        retain_secrets(verdict.present)
         if self.backend is not None:
-            self.outbox.retain_integrations({i.id for i in fetched.integrations})
+            # Only integrations gone from the list lose their queued events: an inactive or
+            # invalid one still exists, and its events are still the tenant's.
+            self.outbox.retain_integrations(verdict.present)
+        if self.reporter is not None:
+            self.reporter.report(serving=verdict.integrations, fetched=fetched, kept=self.last_good.kept,
+                                 health=self.pool.health(), statuses=fetched.statuses)
         self.integrations_fetched = True
         self.last_fetch = fetched
         self.metrics.resync_duration.labels("ok").observe(clock() - started)
@@ -216,6 +254,8 @@ class Connector:
             if self._reported_rejects.get(result.integration_id) == result.errors:
                 continue  # said at the last re-sync already; metrics keep counting it
             what = "rejected" if result.integration is None else "partly rejected"
+            if result.integration_id in self.last_good.kept:
+                what = "rejected (its last valid config keeps running)"
             for reason in result.errors:
                 logger.bind(integration=result.integration_id).error(
                     "integration {} {}: {}", result.integration_id, what, reason

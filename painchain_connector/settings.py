@@ -35,7 +35,23 @@ class Settings:
     state_flush_interval: float = 30.0  # seconds between saves of the watch state (STATE_DIR)
     # Backend documents are tenant-written: may they use the connector's own credentials?
     allow_in_cluster: bool = False  # inCluster: the pod's service account (single-tenant only)
-    allow_kubeconfig_contexts: bool = True  # context: the contract's development mode
+    # context clusters of tenant integrations (tenant-less ones may always use a context)
+    allow_kubeconfig_contexts: bool = False
+    # egress policy for tenants' cluster servers (CIDRs): re-allow built-in refused ranges / add ranges
+    allowed_server_networks: tuple[str, ...] = ()
+    denied_server_networks: tuple[str, ...] = ()
+    # what one tenant may ask of the shared process
+    max_clusters_per_integration: int = 20
+    max_namespaces_per_integration: int = 100
+    max_watches_per_tenant: int = 2000
+    max_tags: int = 20
+    max_tag_length: int = 100
+    # reconcile without loss
+    shrink_confirmations: int = 3  # fetches that must agree before a suspicious shrink applies
+    state_retention: float = 3600.0  # seconds a stopped integration's watch state is kept
+    # reporting to tenants (backend mode)
+    last_sync_interval: float = 600.0  # at most one lastSync PUT per integration per this
+    status_public: bool = False  # /status (per-integration detail) answers non-loopback clients
     # watching
     watch_timeout: float = 300.0  # server-side timeoutSeconds upper bound (randomised down to half)
     stall_margin: float = 30.0  # client read timeout = watch timeout + this
@@ -44,6 +60,8 @@ class Settings:
     # delivery
     senders: int = 8
     max_attempts: int = 8
+    retry_initial: float = 5.0  # first pause after a charged failure (500); doubles up to retry_max
+    retry_max: float = 300.0
     max_event_age: float = 3600.0
     drain_timeout: float = 10.0
     outbox_max: int = 50_000
@@ -57,8 +75,35 @@ class Settings:
     def local_mode(self) -> bool:
         return self.backend_url is None
 
+    @property
+    def limits(self):
+        from .schemas.integration import Limits
+
+        return Limits(clusters=self.max_clusters_per_integration, namespaces=self.max_namespaces_per_integration,
+                      tags=self.max_tags, tag_length=self.max_tag_length,
+                      watches_per_tenant=self.max_watches_per_tenant)
+
+    @property
+    def egress(self):
+        from .egress import EgressPolicy, parse_networks
+
+        return EgressPolicy(allowed=parse_networks(self.allowed_server_networks),
+                            denied=parse_networks(self.denied_server_networks))
+
     def replace(self, **changes) -> "Settings":
         return dataclasses.replace(self, **changes)
+
+
+class _Networks(fields.Field):
+    """Comma-separated CIDRs (env) or a list (keyword arguments) -> a tuple of normalized CIDRs."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        from .egress import parse_networks
+
+        try:
+            return tuple(str(n) for n in parse_networks(value))
+        except (ValueError, TypeError) as exc:
+            raise ValidationError(str(exc)) from None
 
 
 class _SettingsSchema(Schema):
@@ -79,12 +124,25 @@ class _SettingsSchema(Schema):
     state_flush_interval = fields.Float(validate=validate.Range(min=0.5, max=3600))
     allow_in_cluster = fields.Boolean()
     allow_kubeconfig_contexts = fields.Boolean()
+    allowed_server_networks = _Networks()
+    denied_server_networks = _Networks()
+    max_clusters_per_integration = fields.Integer(validate=validate.Range(min=1, max=10_000))
+    max_namespaces_per_integration = fields.Integer(validate=validate.Range(min=1, max=100_000))
+    max_watches_per_tenant = fields.Integer(validate=validate.Range(min=1))
+    max_tags = fields.Integer(validate=validate.Range(min=0, max=10_000))
+    max_tag_length = fields.Integer(validate=validate.Range(min=1, max=10_000))
+    shrink_confirmations = fields.Integer(validate=validate.Range(min=1, max=100))
+    state_retention = fields.Float(validate=validate.Range(min=0))
+    last_sync_interval = fields.Float(validate=validate.Range(min=1))
+    status_public = fields.Boolean()
     watch_timeout = fields.Float(validate=validate.Range(min=2, max=3600))
     stall_margin = fields.Float(validate=validate.Range(min=1, max=600))
     list_page_size = fields.Integer(validate=validate.Range(min=1, max=10_000))
     connect_timeout = fields.Float(validate=validate.Range(min=0.1, max=300))
     senders = fields.Integer(validate=validate.Range(min=1, max=256))
     max_attempts = fields.Integer(validate=validate.Range(min=1, max=1000))
+    retry_initial = fields.Float(validate=validate.Range(min=0.001, max=3600))
+    retry_max = fields.Float(validate=validate.Range(min=0.001, max=86400))
     max_event_age = fields.Float(validate=validate.Range(min=1))
     drain_timeout = fields.Float(validate=validate.Range(min=0, max=3600))
     outbox_max = fields.Integer(validate=validate.Range(min=10))
@@ -128,12 +186,25 @@ ENV_VARS: dict[str, str] = {
     "STATE_FLUSH_INTERVAL": "state_flush_interval",
     "ALLOW_IN_CLUSTER": "allow_in_cluster",
     "ALLOW_KUBECONFIG_CONTEXTS": "allow_kubeconfig_contexts",
+    "ALLOWED_SERVER_NETWORKS": "allowed_server_networks",
+    "DENIED_SERVER_NETWORKS": "denied_server_networks",
+    "MAX_CLUSTERS_PER_INTEGRATION": "max_clusters_per_integration",
+    "MAX_NAMESPACES_PER_INTEGRATION": "max_namespaces_per_integration",
+    "MAX_WATCHES_PER_TENANT": "max_watches_per_tenant",
+    "MAX_TAGS": "max_tags",
+    "MAX_TAG_LENGTH": "max_tag_length",
+    "SHRINK_CONFIRMATIONS": "shrink_confirmations",
+    "STATE_RETENTION": "state_retention",
+    "LAST_SYNC_INTERVAL": "last_sync_interval",
+    "STATUS_PUBLIC": "status_public",
     "WATCH_TIMEOUT": "watch_timeout",
     "STALL_MARGIN": "stall_margin",
     "LIST_PAGE_SIZE": "list_page_size",
     "CONNECT_TIMEOUT": "connect_timeout",
     "SENDERS": "senders",
     "MAX_ATTEMPTS": "max_attempts",
+    "RETRY_INITIAL": "retry_initial",
+    "RETRY_MAX": "retry_max",
     "MAX_EVENT_AGE": "max_event_age",
     "DRAIN_TIMEOUT": "drain_timeout",
     "OUTBOX_MAX": "outbox_max",

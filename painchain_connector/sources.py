@@ -11,12 +11,13 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 import yaml
 
-from .logs import register_secrets
-from .schemas.integration import Integration, ParseResult, parse_integration
+from .egress import url_problem
+from .logs import set_secrets
+from .schemas.integration import Integration, Limits, ParseResult, parse_integration
 
 
 class FetchFailed(Exception):
@@ -33,6 +34,13 @@ class Fetched:
     rejected: tuple[ParseResult, ...] = ()
     inactive: int = 0
     partial: int = 0  # valid integrations with some clusters rejected
+    # Every kubernetes document's id in the list, whatever its state (inactive and invalid
+    # included): only an id missing from here is "gone" (its queued events may be dropped).
+    present: frozenset[str] = frozenset()
+    # tenantId of every present document that has a usable one: where a rejected
+    # integration's problem is reported.
+    tenants: Mapping[str, str | None] = dataclasses.field(default_factory=dict)
+    statuses: Mapping[str, str] = dataclasses.field(default_factory=dict)  # id -> the backend's status
 
 
 def _secrets_of(doc: Any) -> list[str]:
@@ -46,50 +54,108 @@ def _secrets_of(doc: Any) -> list[str]:
     return found
 
 
-def _refuse_local_credentials(result: ParseResult, *, allow_in_cluster: bool, allow_contexts: bool) -> ParseResult:
+def _public_words(docs: list) -> list[str]:
+    """Ids, tenant ids and names in the list: a "token" found inside one of these is not a
+    secret but an attempt to blank them out of the operator's log."""
+    words: list[str] = []
+    for doc in docs:
+        if not isinstance(doc, dict):
+            continue
+        words.extend(v for k in ("id", "tenantId", "name") if isinstance(v := doc.get(k), str))
+        config = doc.get("config")
+        if isinstance(config, dict):
+            words.extend(v for v in (config.get("name"),) if isinstance(v, str))
+    return words
+
+
+def _refuse_local_credentials(result: ParseResult, *, tenant: bool, allow_in_cluster: bool,
+                              allow_contexts: bool, restrict: bool) -> ParseResult:
     """Drop clusters whose credentials are the connector's own (its service account, its
-    kubeconfig) when the documents come from a backend that other tenants can write to."""
+    kubeconfig) when a tenant wrote them, and mark a tenant's token clusters `restricted`
+    (the egress policy then applies; https only)."""
     integ = result.integration
-    refused = [c for c in integ.clusters
-               if (c.in_cluster and not allow_in_cluster) or (c.context and not allow_contexts)]
-    if not refused:
+    kept: list = []
+    errors = list(result.errors)
+    for c in integ.clusters:
+        if c.in_cluster and not allow_in_cluster:
+            errors.append(f"cluster {c.name!r}: inCluster credentials are not accepted from the backend by this "
+                          f"connector (see ALLOW_IN_CLUSTER).")
+            continue
+        if c.context and tenant and not allow_contexts:
+            errors.append(f"cluster {c.name!r}: kubeconfig context credentials are accepted for tenant-less "
+                          f"integrations only (see ALLOW_KUBECONFIG_CONTEXTS).")
+            continue
+        if restrict and tenant and c.server is not None:
+            problem = url_problem(c.server, restricted=True)
+            if problem:
+                errors.append(f"cluster {c.name!r}: server: {problem}")
+                continue
+            c = dataclasses.replace(c, restricted=True)
+        kept.append(c)
+    if kept == list(integ.clusters) and len(errors) == len(result.errors):
         return result
-    errors = result.errors + tuple(
-        f"cluster {c.name!r}: {'inCluster' if c.in_cluster else 'kubeconfig context'} credentials are not accepted "
-        f"from the backend by this connector (see ALLOW_IN_CLUSTER / ALLOW_KUBECONFIG_CONTEXTS)."
-        for c in refused
-    )
-    kept = tuple(c for c in integ.clusters if c not in refused)
-    return ParseResult(dataclasses.replace(integ, clusters=kept) if kept else None, result.integration_id, errors)
+    return ParseResult(dataclasses.replace(integ, clusters=tuple(kept)) if kept else None, result.integration_id,
+                       tuple(errors))
 
 
-def select(docs: Iterable[Any], *, allow_in_cluster: bool = True, allow_contexts: bool = True) -> Fetched:
+def _watch_count(integ: Integration) -> int:
+    return len(integ.clusters) * len(integ.resources.enabled()) * max(1, len(integ.namespaces))
+
+
+def select(docs: Iterable[Any], *, allow_in_cluster: bool = True, allow_contexts: bool = True,
+           restrict_tenants: bool = False, limits: Limits = Limits()) -> Fetched:
     """Pure (but for registering secrets with the log redactor): documents -> Fetched.
 
     Keeps `type == "kubernetes"` only (the backend ignores the query parameter), skips
     `status == "inactive"` before parsing, and parses each remaining document on its own.
     `rejected` holds every document with errors: wholly invalid ones (integration None)
     and partially valid ones (some clusters rejected; the integration is also kept).
-    A repeated id is rejected after its first occurrence.
+    A repeated id is rejected after its first occurrence; an integration that would take
+    its tenant past `limits.watches_per_tenant` is rejected (the list's order decides, so
+    the tenant's newest integration is the one refused).
     """
-    docs = list(docs)
-    register_secrets(s for doc in docs for s in _secrets_of(doc))
+    docs = [d for d in docs if not isinstance(d, dict) or d.get("type") == "kubernetes"]
+    public = _public_words(docs)
+    for doc in docs:
+        owner = doc.get("id") if isinstance(doc, dict) and isinstance(doc.get("id"), str) else None
+        if owner:
+            set_secrets(owner, _secrets_of(doc), public=public)
     valid: list[Integration] = []
     rejected: list[ParseResult] = []
     inactive = partial = 0
     seen: set[str] = set()
+    present: set[str] = set()
+    tenants: dict[str, str | None] = {}
+    statuses: dict[str, str] = {}
+    budget: dict[str, int] = {}
     for doc in docs:
         if isinstance(doc, dict):
-            if doc.get("type") != "kubernetes":
-                continue
+            if isinstance(doc.get("id"), str) and doc["id"]:
+                present.add(doc["id"])
+                tenant = doc.get("tenantId")
+                if tenant is None or (isinstance(tenant, str) and tenant):
+                    tenants[doc["id"]] = tenant
+                if isinstance(doc.get("status"), str):
+                    statuses[doc["id"]] = doc["status"]
             if doc.get("status") == "inactive":
                 inactive += 1
                 continue
-        result = parse_integration(doc)
+        result = parse_integration(doc, limits=limits)
         if result.integration is not None:
-            result = _refuse_local_credentials(result, allow_in_cluster=allow_in_cluster, allow_contexts=allow_contexts)
+            result = _refuse_local_credentials(
+                result, tenant=result.integration.tenant_id is not None, allow_in_cluster=allow_in_cluster,
+                allow_contexts=allow_contexts, restrict=restrict_tenants)
         if result.integration is not None and result.integration.id in seen:
             result = ParseResult(None, result.integration_id, ("id: duplicate integration id in the list.",))
+        integ = result.integration
+        if integ is not None and integ.tenant_id is not None:
+            used = budget.get(integ.tenant_id, 0) + _watch_count(integ)
+            if used > limits.watches_per_tenant:
+                result = ParseResult(None, result.integration_id, result.errors + (
+                    f"config: this integration needs {_watch_count(integ)} watches (clusters x resources x "
+                    f"namespaces), more than its tenant has left of {limits.watches_per_tenant}.",))
+            else:
+                budget[integ.tenant_id] = used
         if result.integration is None:
             rejected.append(result)
             continue
@@ -98,7 +164,7 @@ def select(docs: Iterable[Any], *, allow_in_cluster: bool = True, allow_contexts
         if result.errors:
             partial += 1
             rejected.append(result)
-    return Fetched(tuple(valid), tuple(rejected), inactive, partial)
+    return Fetched(tuple(valid), tuple(rejected), inactive, partial, frozenset(present), tenants, statuses)
 
 
 class BackendSource:
@@ -106,10 +172,12 @@ class BackendSource:
     would use the connector's own credentials (inCluster: its service account; context: its
     kubeconfig) are accepted only when the operator allows them."""
 
-    def __init__(self, backend, *, allow_in_cluster: bool = False, allow_contexts: bool = True) -> None:
+    def __init__(self, backend, *, allow_in_cluster: bool = False, allow_contexts: bool = False,
+                 limits: Limits = Limits()) -> None:
         self.backend = backend
         self.allow_in_cluster = allow_in_cluster
         self.allow_contexts = allow_contexts
+        self.limits = limits
 
     def fetch(self) -> Fetched:
         from .backend import TransientError, PermanentError
@@ -120,7 +188,8 @@ class BackendSource:
             raise FetchFailed(f"cannot list integrations from the backend: {exc}") from None
         if not isinstance(docs, list):
             raise FetchFailed("the backend's integration list is not a JSON array")
-        return select(docs, allow_in_cluster=self.allow_in_cluster, allow_contexts=self.allow_contexts)
+        return select(docs, allow_in_cluster=self.allow_in_cluster, allow_contexts=self.allow_contexts,
+                      restrict_tenants=True, limits=self.limits)
 
 
 class LocalSource:

@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable
 from ._log import logger
 
 from . import detecting
-from .clusters import ApiError, Forbidden, Gone, ListerWatcher, ServerError, Unauthorized, Unreachable
+from .clusters import ApiError, Forbidden, Gone, ListerWatcher, Refused, ServerError, Unauthorized, Unreachable
 from .metrics import Metrics
 from .model import Change, DetectContext, WatchKey
 
@@ -141,7 +141,7 @@ class Reflector:
                 # 410 right after a list (a slow paged list, an odd proxy): back off, or
                 # relist -> 410 -> relist would spin at full speed.
                 self.sleep(self.backoff.next_delay())
-        except (Forbidden, Unauthorized) as exc:
+        except (Forbidden, Unauthorized, Refused) as exc:
             # Not transient: a config or RBAC problem. Logged once, retried each re-sync period.
             self._fail(exc, level="ERROR", state=exc.reason)
             self.sleep(self.timing.forbidden_retry)

@@ -299,8 +299,8 @@ class FakeBackend:
                     update = req.json()
                 except ValueError:
                     return self._error(500, "Internal server error")
-                if isinstance(update, dict) and "lastSync" in update:
-                    doc["lastSync"] = update["lastSync"]
+                if isinstance(update, dict):  # the real backend applies any integration field
+                    doc.update({k: v for k, v in update.items() if k != "id"})
                 return 200, doc
         return self._error(404, "Integration not found")
 

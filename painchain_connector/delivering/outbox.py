@@ -10,12 +10,15 @@ Promises:
   queue is paused; every other queue keeps flowing.
 - Fairness: ready queues are served one event per turn, round-robin, so one
   integration's storm or one tenant's failing backend cannot starve the others.
-- Retries: TransientError -> exponential backoff with full jitter per queue; an event is
-  dead-lettered after `max_attempts` answered attempts or once older than
-  `max_event_age`. Attempts that never reached the backend (connection refused) are not
-  charged to the event: an unreachable backend is not the event's fault, and giving up
-  on every queued event during an outage would defeat the spool. PermanentError ->
-  dead-lettered at once. Dead letters are counted, logged once (integration, cluster,
+- Retries: a backend that is unavailable (502, 503, 504, a timeout, a refused or reset
+  connection) pauses ALL delivery (one gate, backoff with full jitter from `retry_base`
+  to `retry_cap`, at least its `Retry-After`) and is not charged to any event: an outage
+  is not the event's fault, and giving up on every queued event during one would defeat
+  the spool. Other transient errors (500: the real backend's answer for a deleted
+  integration or an unknown tenant) are the event's: its queue pauses with equal jitter
+  from `settings.retry_initial` doubling to `settings.retry_max` (spanning minutes), and
+  it is dead-lettered after `max_attempts` of them. Either way an event older than
+  `max_event_age` is dead-lettered. PermanentError -> dead-lettered at once. Dead letters are counted, logged once (integration, cluster,
   externalId, never the body) and kept in the spool when there is one.
 - Bound: at most `outbox_max` events in memory (in flight included). Without a spool
   the oldest event of the longest queue is dropped (the storm pays, not its quiet
@@ -57,6 +60,8 @@ from .queues import BUSY, IDLE, PAUSED, READY, Key, _Pending, _Queue
 from .spilling import SpoolingMixin
 from .spool import Spool
 
+_WAIT = "wait"  # _attempt: the backend is unavailable; retry once the gate opens
+
 
 class Outbox(SpoolingMixin):
     def __init__(
@@ -71,6 +76,8 @@ class Outbox(SpoolingMixin):
         rng: Callable[[], float] = random.random,
         retry_base: float = 0.5,
         retry_cap: float = 30.0,
+        charged_base: float | None = None,
+        charged_cap: float | None = None,
         warn_interval: float = 10.0,
     ) -> None:
         # `poster` is an object with post(item) -> "stored" | "duplicate" (BackendClient,
@@ -85,8 +92,12 @@ class Outbox(SpoolingMixin):
         self._sleep = sleep
         self._clock = clock
         self._rng = rng
-        self._retry_base = retry_base
+        self._retry_base = retry_base  # the "backend unavailable" gate
         self._retry_cap = retry_cap
+        self._charged_base = settings.retry_initial if charged_base is None else charged_base
+        self._charged_cap = settings.retry_max if charged_cap is None else charged_cap
+        self._gate_until = 0.0  # clock() before which no sender posts (backend unavailable)
+        self._gate_failures = 0
         self._warn_interval = warn_interval
         self._drain_timeout = settings.drain_timeout
         # With a spool, the housekeeper spills from half the bound down to a quarter, so a
@@ -141,6 +152,11 @@ class Outbox(SpoolingMixin):
             self._ready.put_nowait(q)
         if self._spool is not None and self._count > self._spill_high:
             self._wake.set()
+
+    @property
+    def running(self) -> bool:
+        """Started, not stopping, and every sender and the housekeeper alive."""
+        return self._state == "running" and len(self._senders) == self._senders_n + 1
 
     @property
     def depth(self) -> int:
@@ -243,6 +259,11 @@ class Outbox(SpoolingMixin):
         q: _Queue = self._ready.get()
         if q.gone or q.state != READY:
             return
+        wait = self._gate_until - self._clock()
+        if wait > 0:  # the backend is unavailable: every sender waits, nobody is charged
+            self._sleep(wait)
+            if q.gone or q.state != READY:
+                return
         q.state = BUSY
         try:
             self._serve(q)
@@ -272,15 +293,26 @@ class Outbox(SpoolingMixin):
         q.in_flight = None
         if retry and not q.gone:
             q.head.appendleft(pending)
-            self._pause(q)
+            if retry == _WAIT:
+                self._release(q)  # ready again at once; the gate holds every sender
+            else:
+                self._pause(q)
             return
-        self._finish(pending, dropped_because_gone=retry)
+        self._finish(pending, dropped_because_gone=bool(retry))
         self._release(q)
 
+    def _close_gate(self, exc: TransientError) -> None:
+        self._gate_failures += 1
+        delay = self._rng() * min(self._retry_cap, self._retry_base * 2 ** (self._gate_failures - 1))
+        delay = max(delay, exc.retry_after or 0.0)
+        self._gate_until = max(self._gate_until, self._clock() + delay)
+
     def _pause(self, q: _Queue) -> None:
-        """Hold the queue (its head waits for a retry) for a full-jitter backoff."""
+        """Hold the queue (its head waits for a retry) for an equal-jitter backoff: an event
+        that keeps failing is retried over minutes, not seconds."""
         q.state = PAUSED
-        delay = self._rng() * min(self._retry_cap, self._retry_base * 2 ** max(0, q.failures - 1))
+        ceiling = min(self._charged_cap, self._charged_base * 2 ** max(0, q.failures - 1))
+        delay = ceiling / 2 + self._rng() * ceiling / 2
         timer = Greenlet(self._resume_later, q, delay)
         timer.name = "outbox-retry"
         self._timers.start(timer)
@@ -293,8 +325,9 @@ class Outbox(SpoolingMixin):
             q.head, q.tail = q.tail, deque()
         return q.head.popleft() if q.head else None
 
-    def _attempt(self, q: _Queue, pending: _Pending) -> bool:
-        """Post one event. Returns True when it should be retried later."""
+    def _attempt(self, q: _Queue, pending: _Pending) -> bool | str:
+        """Post one event. Returns False when done with it, True to retry it after its
+        queue's pause, `_WAIT` to retry it once the backend is available again."""
         item = pending.item
         kind = item.kind or "unknown"
         started = time.perf_counter()
@@ -303,20 +336,23 @@ class Outbox(SpoolingMixin):
         except TransientError as exc:
             self._metrics.post_latency.observe(time.perf_counter() - started)
             self._metrics.events_posted.labels(kind, "retry").inc()
-            q.failures += 1
             self._retries_unreported += 1
             self._last_retry_message = exc.message
-            if exc.reached_backend:
+            if not exc.unavailable:
+                q.failures += 1
                 pending.attempts += 1
             too_old = self._clock() - pending.first_seen >= self._max_age
             if q.gone:
                 return True
-            if exc.reached_backend and (pending.attempts >= self._max_attempts or too_old):
+            if too_old or pending.attempts >= self._max_attempts:
                 why = "too old" if too_old else f"{pending.attempts} attempts"
                 self._dead_letter(pending, status=exc.status, reason=f"{exc.message} (gave up: {why})")
                 q.failures = 0  # the backoff is this event's: the next one starts afresh
                 return False
             self._log(item).debug("retrying {} later: {}", item.external_id, exc.message)
+            if exc.unavailable:
+                self._close_gate(exc)
+                return _WAIT
             return True
         except PermanentError as exc:
             self._metrics.post_latency.observe(time.perf_counter() - started)
@@ -333,6 +369,7 @@ class Outbox(SpoolingMixin):
         self._metrics.post_latency.observe(time.perf_counter() - started)
         self._metrics.events_posted.labels(kind, "duplicate" if result == "duplicate" else "stored").inc()
         q.failures = 0
+        self._gate_failures = 0
         return False
 
     def _dead_letter(self, pending: _Pending, *, status: int | None, reason: str) -> None:

@@ -258,6 +258,16 @@ class Spool:
     def delete_watch_state(self, key: str) -> None:
         self._db.execute("DELETE FROM watch_state WHERE key = ?", (key,))
 
+    def delete_watch_states_before(self, cutoff: float, *, keep: Iterable[str]) -> int:
+        """Drop the states last saved before `cutoff` (epoch seconds), except `keep` (the
+        running watches: an idle watch is not re-saved). Returns how many were dropped."""
+        keep = set(keep)
+        stale = [k for (k,) in self._db.execute("SELECT key FROM watch_state WHERE updated_at < ?", (cutoff,))
+                 if k not in keep]
+        for key in stale:
+            self.delete_watch_state(key)
+        return len(stale)
+
     # -- plumbing -----------------------------------------------------------------------
 
     def _transaction(self) -> _Transaction:

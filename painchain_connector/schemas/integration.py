@@ -12,14 +12,34 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from ..egress import url_problem
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, validate, validates_schema
 
 RESOURCE_NAMES = ("pods", "deployments", "services", "statefulsets", "daemonsets", "events")
 _NAMESPACE_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_LIST_SEPARATORS = re.compile(r"[\s,]+")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one integration may ask of the shared process (STYLE: bound what input can grow).
+
+    Defaults are generous for a real cluster and small next to what would hurt the others:
+    200 clusters x 5,000 namespaces x 6 resources is 6 million watches; 20 x 100 x 6 is
+    12,000 at worst, and the per-tenant watch budget (applied by `sources.select`) caps a
+    tenant's total across its integrations."""
+
+    clusters: int = 20
+    namespaces: int = 100
+    tags: int = 20
+    tag_length: int = 100
+    name_length: int = 200
+    watches_per_tenant: int = 2000
 
 
 @dataclass(frozen=True)
@@ -33,6 +53,8 @@ class Cluster:
     skip_tls_verify: bool = False
     context: str | None = None
     in_cluster: bool = False
+    # A tenant wrote it (backend mode, tenantId set): the egress policy applies to `server`.
+    restricted: bool = False
 
     @property
     def mode(self) -> str:
@@ -43,7 +65,8 @@ class Cluster:
     @property
     def credential_fingerprint(self) -> str:
         """A digest of everything that selects the credentials (safe to log or compare)."""
-        parts = (self.server, self.token, self.certificate, self.skip_tls_verify, self.context, self.in_cluster)
+        parts = (self.server, self.token, self.certificate, self.skip_tls_verify, self.context, self.in_cluster,
+                 self.restricted)
         return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
 
     @property
@@ -98,6 +121,12 @@ def _valid_certificate(value: str) -> None:
         raise ValidationError("must be base64 of a PEM CA bundle (no BEGIN CERTIFICATE block).")
 
 
+def _valid_server(value: str) -> None:
+    problem = url_problem(value, restricted=False)
+    if problem:
+        raise ValidationError(problem)
+
+
 def _valid_namespace(value: str) -> None:
     if len(value) > 63 or not _NAMESPACE_RE.match(value):
         raise ValidationError("not a valid namespace name (lowercase RFC 1123 label, at most 63 characters).")
@@ -108,7 +137,8 @@ class ClusterSchema(Schema):
         unknown = EXCLUDE
 
     name = fields.String(required=True, validate=validate.Length(min=1, max=253))
-    server = fields.Url(require_tld=False, schemes={"http", "https"}, load_default=None, allow_none=True)
+    server = fields.Url(require_tld=False, schemes={"http", "https"}, load_default=None, allow_none=True,
+                        validate=_valid_server)
     token = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1))
     certificate = fields.String(load_default=None, allow_none=True, validate=_valid_certificate)
     skip_tls_verify = fields.Boolean(data_key="skipTLSVerify", load_default=False, allow_none=False)
@@ -150,6 +180,43 @@ class ResourcesSchema(Schema):
         return Resources(**data)
 
 
+class _NamespaceList(fields.List):
+    """What the PainChain UI sends for its `text` field: a list, or the typed string
+    ("shop-a, shop-b", "shop-a shop-b"), or "" / null / absent for all namespaces."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, str):
+            value = [part for part in _LIST_SEPARATORS.split(value) if part]
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class _JsonText(fields.Field):
+    """A `textarea` field: the UI stores the parsed JSON, or the raw text when the user typed
+    something that is not JSON. The error names the position only: never the text (it may
+    hold a token)."""
+
+    def __init__(self, inner: fields.Field, *, blank: Any = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.inner = inner
+        self.blank = blank  # what an empty text area means
+
+    def _bind_to_schema(self, field_name, schema):
+        super()._bind_to_schema(field_name, schema)
+        self.inner._bind_to_schema(field_name, schema)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, str):
+            if not value.strip():
+                value = self.blank
+            else:
+                try:
+                    value = json.loads(value)
+                except ValueError as exc:
+                    where = f"line {exc.lineno} column {exc.colno}" if hasattr(exc, "lineno") else "?"
+                    raise ValidationError(f"not valid JSON (at {where}).") from None
+        return None if value is None else self.inner.deserialize(value, attr, data, **kwargs)
+
+
 class ConfigSchema(Schema):
     """`config` of an integration. Clusters are checked one by one by `parse_integration`."""
 
@@ -158,17 +225,19 @@ class ConfigSchema(Schema):
 
     name = fields.String(required=True, validate=validate.Length(min=1))
     tags = fields.List(fields.String(), required=True)
-    clusters = fields.List(fields.Dict(), required=True, validate=validate.Length(min=1))
-    namespaces = fields.List(fields.String(validate=_valid_namespace), load_default=list, allow_none=True)
-    resources = fields.Nested(ResourcesSchema, load_default=Resources, allow_none=True)
+    clusters = _JsonText(fields.List(fields.Dict(), validate=validate.Length(min=1)), blank=[], required=True)
+    namespaces = _NamespaceList(fields.String(validate=_valid_namespace), load_default=list, allow_none=True)
+    resources = _JsonText(fields.Nested(ResourcesSchema), load_default=Resources, allow_none=True)
 
 
 class IntegrationSchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    id = fields.String(required=True, validate=validate.Length(min=1))
-    tenant_id = fields.String(data_key="tenantId", load_default=None, allow_none=True)
+    id = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    # "" is not "no tenant": events without the header would land in the self-hosted space.
+    tenant_id = fields.String(data_key="tenantId", load_default=None, allow_none=True,
+                              validate=validate.Length(min=1, max=200, error="must be null or a non-empty string."))
     type = fields.String(load_default="kubernetes")
     name = fields.String(load_default=None, allow_none=True)
     status = fields.String(load_default="active", allow_none=True)
@@ -200,7 +269,24 @@ def _cluster_label(raw: Any, index: int) -> str:
     return f"{name!r}" if isinstance(name, str) and name else f"#{index}"
 
 
-def parse_integration(raw: Any) -> ParseResult:
+def _over_limits(config: dict, limits: Limits) -> list[str]:
+    """Per-field errors for a config that asks more of the shared process than it may."""
+    problems = []
+    if len(config["name"]) > limits.name_length:
+        problems.append(f"config.name: longer than {limits.name_length} characters.")
+    tags = config["tags"]
+    if len(tags) > limits.tags:
+        problems.append(f"config.tags: more than {limits.tags} tags.")
+    elif any(len(t) > limits.tag_length for t in tags):
+        problems.append(f"config.tags: a tag is longer than {limits.tag_length} characters.")
+    if len(config["clusters"]) > limits.clusters:
+        problems.append(f"config.clusters: more than {limits.clusters} clusters (the limit per integration).")
+    if len(set(config["namespaces"] or ())) > limits.namespaces:
+        problems.append(f"config.namespaces: more than {limits.namespaces} namespaces (the limit per integration).")
+    return problems
+
+
+def parse_integration(raw: Any, *, limits: Limits = Limits()) -> ParseResult:
     """Validate one integration document; never raises for bad input."""
     integration_id = _safe_id(raw)
     if not isinstance(raw, Mapping):
@@ -210,6 +296,9 @@ def parse_integration(raw: Any) -> ParseResult:
     except ValidationError as exc:
         return ParseResult(None, integration_id, tuple(_flatten(exc.messages)))
     config = doc["config"]
+    over = _over_limits(config, limits)
+    if over:
+        return ParseResult(None, integration_id, tuple(over))
     errors: list[str] = []
     clusters: list[Cluster] = []
     seen: set[str] = set()
@@ -230,7 +319,7 @@ def parse_integration(raw: Any) -> ParseResult:
         return ParseResult(None, integration_id, tuple(errors))
     integration = Integration(
         id=doc["id"],
-        tenant_id=doc["tenant_id"] or None,
+        tenant_id=doc["tenant_id"],
         name=config["name"],
         tags=tuple(config["tags"]),
         clusters=tuple(clusters),

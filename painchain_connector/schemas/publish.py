@@ -16,7 +16,7 @@ from marshmallow import fields
 
 from ..metadata import METADATA
 from .event import PainChainEventSchema
-from .integration import ClusterSchema, ConfigSchema, IntegrationSchema
+from .integration import ClusterSchema, ConfigSchema, IntegrationSchema, ResourcesSchema
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "schemas"
 
@@ -25,6 +25,13 @@ class _PublishedConfigSchema(ConfigSchema):
     # At run time clusters are validated one by one (one bad cluster must not reject its
     # siblings); for the published document they are described in full.
     clusters = fields.List(fields.Nested(ClusterSchema), required=True, metadata={"minItems": 1})
+    # What the PainChain UI's `text` field stores: the typed string is accepted as well.
+    namespaces = fields.Raw(metadata={
+        "description": "Namespaces to watch: a list, or a comma- or whitespace-separated string; "
+                       "empty, blank or absent = all namespaces.",
+        "anyOf": [{"type": "array", "items": {"type": "string", "maxLength": 63}}, {"type": "string"}, {"type": "null"}],
+    })
+    resources = fields.Nested(ResourcesSchema, allow_none=True)
 
 
 class _PublishedIntegrationSchema(IntegrationSchema):

@@ -16,7 +16,7 @@ from painchain_connector.model import Outgoing
 from painchain_connector.settings import Settings
 from tests.fakebackend import FakeBackend, wait_for
 
-FAST = {"retry_base": 0.005, "retry_cap": 0.02, "warn_interval": 0.02}
+FAST = {"retry_base": 0.005, "retry_cap": 0.02, "charged_base": 0.005, "charged_cap": 0.02, "warn_interval": 0.02}
 
 
 @pytest.fixture
@@ -36,8 +36,8 @@ def make_outbox(client, metrics):
     made = []
 
     def make(*, poster=None, spool=None, **overrides):
-        tuning = {k: overrides.pop(k) for k in list(overrides) if k in ("retry_base", "retry_cap", "warn_interval",
-                                                                         "clock", "sleep", "rng")}
+        tuning = {k: overrides.pop(k) for k in list(overrides) if k in ("retry_base", "retry_cap", "warn_interval", "clock",
+                                                                         "sleep", "rng", "charged_base", "charged_cap")}
         settings = Settings(**{"senders": 4, "max_attempts": 3, "outbox_max": 1000, **overrides})
         outbox = Outbox(poster=poster or client, settings=settings, metrics=metrics, spool=spool,
                         **{**FAST, **tuning})
@@ -403,3 +403,51 @@ def test_local_mode_sink_appends_to_a_file(tmp_path):
     assert sink.post(event("a", 1)) == "stored"
     sink.close()
     assert json.loads(target.read_text())["externalId"] == "a-1"
+
+
+def test_a_backend_answering_503_pauses_delivery_without_charging_any_event(backend, make_outbox, metrics):
+    backend.add_integration("a")
+    backend.fail_with(503, 40, path="/events")
+    outbox = make_outbox(max_attempts=2)
+    outbox.start()
+    for n in range(5):
+        outbox.put(event("a", n))
+
+    wait_for(lambda: outbox.depth == 0, timeout=10)
+    assert external_ids(backend, "a") == [f"a-{n}" for n in range(5)]
+    assert len([r for r in backend.received_at("/events") if r.status == 503]) == 40
+    assert sample(metrics, "painchain_events_posted_total", kind="Pod", result="dead_letter") == 0
+
+
+def test_retry_after_holds_every_sender_and_charged_retries_are_spaced_with_equal_jitter():
+    from painchain_connector.backend import TransientError
+
+    answers = [TransientError("x", status=503, unavailable=True, retry_after=7.0),
+               TransientError("y", status=500), TransientError("y", status=500), "stored"]
+    posted, slept = [], []
+
+    def poster(item):
+        posted.append(item.external_id)
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    now = [0.0]
+
+    def sleep(delay):
+        slept.append(round(delay, 3))
+        now[0] += delay
+        gevent.sleep(0)
+
+    outbox = Outbox(poster=poster, settings=Settings(senders=1, max_attempts=3), sleep=sleep, clock=lambda: now[0],
+                    rng=lambda: 0.0, retry_base=0.5, retry_cap=30, charged_base=4.0, charged_cap=300.0)
+    outbox.start()
+    try:
+        outbox.put(event("a", 1))
+        wait_for(lambda: outbox.depth == 0)
+    finally:
+        outbox.stop(0)
+    # 503 + Retry-After: 7 s for everyone, no attempt charged; then two 500s: 2 s, 4 s (equal jitter, rng 0)
+    assert posted == ["a-1"] * 4
+    assert [d for d in slept if d] == [7.0, 2.0, 4.0]

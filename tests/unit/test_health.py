@@ -39,6 +39,7 @@ class State:
         self.registered = True
         self.integrations_fetched = True
         self.watches: dict[str, str] = {}
+        self.tried: set[str] = set()
 
     def readiness(self):
         return readiness_report(
@@ -46,6 +47,7 @@ class State:
             local_mode=False,
             integrations_fetched=self.integrations_fetched,
             watches=self.watches,
+            tried=self.tried,
         )
 
 
@@ -83,7 +85,7 @@ def test_healthz_is_503_when_the_heartbeat_is_stale(server, clock):
     assert call(server.app, "/healthz")[0] == 200
 
 
-def test_readyz_is_503_naming_the_listing_watch_until_every_watch_is_settled(server, state):
+def test_readyz_is_503_while_a_watch_is_on_its_first_list_and_names_no_tenant(server, state):
     state.watches = {
         "int-1/prod/pods/*": "watching",
         "int-1/prod/events/*": "listing",
@@ -92,15 +94,15 @@ def test_readyz_is_503_naming_the_listing_watch_until_every_watch_is_settled(ser
     status, _, body = call(server.app, "/readyz")
     details = json.loads(body)
     assert status == 503 and details["ready"] is False
-    assert details["not_ready"] == {"int-1/prod": ["events/*"]}
-    assert details["reasons"] == ["1 watch(es) still listing or unreachable on 1 cluster(s)"]
+    assert details["reasons"] == ["1 watch(es) still on their first list"]
+    assert "int-1" not in body.decode() and "prod" not in body.decode()
 
     state.watches["int-1/prod/events/*"] = "watching"
     status, _, body = call(server.app, "/readyz")
     details = json.loads(body)
     assert status == 200 and details["ready"] is True
-    assert details["failing"] == {"int-1/staging": {"pods/default": "forbidden"}}  # settled, but shown
     assert details["watches"] == {"total": 3, "forbidden": 1, "watching": 2}
+    assert "int-1" not in body.decode() and "staging" not in body.decode()
 
 
 def test_readyz_is_503_until_registered_and_integrations_fetched(server, state):
@@ -116,32 +118,48 @@ def test_readiness_report_in_local_mode_needs_no_registration():
     assert ready and details["watches"] == {"total": 0}
 
 
-@pytest.mark.parametrize("state_name", ["backoff", "forbidden", "unauthorized", "invalid"])
-def test_a_known_failed_watch_does_not_hold_readiness(state_name):
-    ready, details = readiness_report(
-        registered=True, local_mode=False, integrations_fetched=True, watches={"i/c/pods/*": state_name}
-    )
-    assert ready and details["failing"] == {"i/c": {"pods/*": state_name}}
-
-
-def test_an_unreachable_cluster_makes_the_connector_not_ready_naming_it():
+@pytest.mark.parametrize("state_name", ["backoff", "forbidden", "unauthorized", "invalid", "unreachable", "refused"])
+def test_a_tenants_failing_cluster_does_not_hold_readiness(state_name):
     ready, details = readiness_report(
         registered=True, local_mode=False, integrations_fetched=True,
-        watches={"i/down/pods/*": "unreachable", "i/up/pods/*": "watching"},
+        watches={"i/c/pods/*": state_name, "i/up/pods/*": "watching"},
     )
-    assert not ready and details["not_ready"] == {"i/down": ["pods/*"]}
+    assert ready and details["watches"] == {"total": 2, state_name: 1, "watching": 1}
 
 
-def test_starting_watches_are_grouped_by_cluster_when_not_ready():
-    ready, details = readiness_report(
-        registered=True,
-        local_mode=False,
-        integrations_fetched=True,
-        watches={"i/a/pods/*": "starting", "i/a/services/*": "listing", "i/b/pods/ns1": "listing"},
-    )
-    assert not ready
-    assert details["not_ready"] == {"i/a": ["pods/*", "services/*"], "i/b": ["pods/ns1"]}
-    assert details["reasons"] == ["3 watch(es) still listing or unreachable on 2 cluster(s)"]
+def test_a_watch_retrying_its_list_after_a_failure_is_not_pending():
+    ready, _ = readiness_report(registered=True, local_mode=False, integrations_fetched=True,
+                                watches={"i/down/pods/*": "listing"}, tried={"i/down/pods/*"})
+    assert ready
+
+
+def test_once_ready_new_watches_on_their_first_list_do_not_make_the_pod_unready():
+    args = dict(registered=True, local_mode=False, integrations_fetched=True, watches={"i/new/pods/*": "starting"})
+    assert not readiness_report(**args)[0]
+    assert readiness_report(**args, was_ready=True)[0]
+    ready, details = readiness_report(**{**args, "registered": False}, was_ready=True)
+    assert not ready and details["reasons"] == ["not registered with the backend yet"]
+
+
+def test_readiness_needs_the_engine_and_delivery_running():
+    ready, details = readiness_report(registered=True, local_mode=False, integrations_fetched=True, watches={},
+                                      running=False, was_ready=True)
+    assert not ready and details["reasons"] == ["the watch engine or delivery is not running"]
+
+
+def test_status_detail_answers_loopback_clients_only_unless_public():
+    detail = {"integrations": {"int-1": {"prod": {"pods/*": {"state": "watching"}}}}}
+    private = make_app(registry=Metrics().registry, readiness=lambda: (True, {}), alive=lambda: (True, {}),
+                       status=lambda: detail)
+    public = make_app(registry=Metrics().registry, readiness=lambda: (True, {}), alive=lambda: (True, {}),
+                      status=lambda: detail, status_public=True)
+    for app, remote, expected in [(private, "127.0.0.1", 200), (private, "10.1.2.3", 403), (public, "10.1.2.3", 200)]:
+        environ = {"PATH_INFO": "/status", "REQUEST_METHOD": "GET", "REMOTE_ADDR": remote}
+        setup_testing_defaults(environ)
+        seen: dict = {}
+        body = b"".join(app(environ, lambda status, headers, exc_info=None, seen=seen: seen.update(status=status)))
+        assert int(seen["status"].split()[0]) == expected
+        assert (json.loads(body) == detail) == (expected == 200)
 
 
 def test_readyz_answers_503_when_the_readiness_check_itself_fails():
@@ -199,7 +217,7 @@ def test_server_answers_over_http_on_a_loopback_port(state):
         assert session.get(f"{base}/readyz", timeout=5).status_code == 200
         state.watches = {"i/c/pods/*": "listing"}
         ready = session.get(f"{base}/readyz", timeout=5)
-        assert ready.status_code == 503 and ready.json()["not_ready"] == {"i/c": ["pods/*"]}
+        assert ready.status_code == 503 and ready.json()["reasons"] == ["1 watch(es) still on their first list"]
         assert 'painchain_events_dropped_total{reason="overflow"} 1.0' in session.get(f"{base}/metrics", timeout=5).text
         assert session.get(f"{base}/nope", timeout=5).status_code == 404
     finally:

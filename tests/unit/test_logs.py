@@ -256,14 +256,15 @@ def test_overlapping_registered_secrets_are_redacted_whole(small):
 
 @hsettings(max_examples=200, deadline=None)
 @given(
-    st.lists(st.text(min_size=8, max_size=20), min_size=1, max_size=30),
+    st.lists(st.text(min_size=14, max_size=30), min_size=1, max_size=30),
     st.text(max_size=10),
     st.sampled_from([256, 0]),
 )
 def test_no_registered_secret_survives_redaction(words, filler, small):
     registry = SecretRegistry(small=small)
     registry.register(words)
-    kept = {w.strip() for w in words if len(w.strip()) >= logs.MIN_SECRET_LENGTH}
+    kept = {w.strip() for w in words
+            if len(w.strip()) >= logs.MIN_SECRET_LENGTH and not any(c.isspace() for c in w.strip())}
     text = filler.join(sorted(kept)) + filler
     redacted = registry.redact(text)
     for word in kept:
@@ -277,3 +278,25 @@ def test_credentials_in_a_url_are_redacted():
 
     out = redact("cannot reach https://admin:s3cret-pass@painchain.example/api: refused")
     assert "s3cret-pass" not in out and "admin:" not in out and "painchain.example/api" in out
+
+
+def test_a_tenant_cannot_blank_ordinary_words_or_other_tenants_ids_out_of_the_log():
+    registry = SecretRegistry()
+    other_tenant = "cm3x9q2b70000tenantglobex01"
+    public = ["int-acme", "tenant-acme", other_tenant, "Production Cluster"]
+    registry.set_owner("int-acme", ["integration", "connection test passed", other_tenant,
+                                    other_tenant[:18], "short"], public=public)
+    line = f"integration int-acme: connection test passed; tenant {other_tenant} fine"
+    assert registry.redact(line) == line
+
+
+def test_a_rotated_or_departed_integrations_secret_leaves_the_registry():
+    registry = SecretRegistry()
+    old, new = "old-token-" + secrets.token_hex(12), "new-token-" + secrets.token_hex(12)
+    registry.set_owner("int-a", [old])
+    registry.set_owner("int-b", ["b-token-" + secrets.token_hex(12)])
+    assert registry.redact(old) == REDACTED
+    registry.set_owner("int-a", [new])
+    assert registry.redact(old) == old and registry.redact(new) == REDACTED
+    registry.retain(["int-b"])
+    assert registry.redact(new) == new and len(registry) == 1
