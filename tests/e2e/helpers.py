@@ -10,6 +10,11 @@ from painchain_connector.watching import WatchTiming
 from tests.envtest.fixtures import wait_for
 
 
+# The test control plane (and the FaultyProxy) listen on 127.0.0.1: tenants' clusters there
+# are refused by the egress policy unless the operator re-allows loopback, as these tests do.
+LOOPBACK_ALLOWED = ("127.0.0.0/8",)
+
+
 def integration_doc(*, server: str, token: str, ca_b64: str | None, id: str = "int-e2e", cluster: str = "envtest",
                     namespaces=(), resources=None, tenant: str | None = None, tags=("e2e",)) -> dict:
     cluster_doc = {"name": cluster, "server": server, "token": token}

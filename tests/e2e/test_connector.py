@@ -3,7 +3,7 @@ import pytest
 
 from painchain_connector.running import Connector
 from painchain_connector.settings import Settings
-from tests.e2e.helpers import integration_doc, only
+from tests.e2e.helpers import LOOPBACK_ALLOWED, integration_doc, only
 from tests.envtest.builders import make_service
 from tests.envtest.fixtures import wait_for
 
@@ -12,7 +12,7 @@ pytestmark = pytest.mark.e2e
 
 def settings_for(backend, **kw) -> Settings:
     base = dict(backend_url=backend.url, resync_interval=1.0, health_port=0, watch_timeout=30.0,
-                drain_timeout=5.0, max_attempts=4)
+                drain_timeout=5.0, max_attempts=4, allowed_server_networks=LOOPBACK_ALLOWED)
     base.update(kw)
     return Settings(**base)
 

@@ -76,7 +76,8 @@ def test_one_integration_answering_500_dead_letters_while_others_flow(control_pl
         def fetch(self):
             return Fetched(integrations)
 
-    settings = Settings(backend_url=backend.url, resync_interval=1, health_port=0, max_attempts=3)
+    settings = Settings(backend_url=backend.url, resync_interval=1, health_port=0, max_attempts=3,
+                        retry_initial=0.2, retry_max=1.0)
     client = BackendClient(base_url=backend.url, connect_timeout=2, read_timeout=5, pool_size=4)
     connector = Connector(settings, source=StaticSource(), poster=client).start()
     try:
@@ -129,7 +130,7 @@ def _spool_rows(path: Path) -> int:
 
 
 def _start_cli(backend, state_dir: Path, port: int) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=str(ROOT), STATE_FLUSH_INTERVAL="2")
+    env = dict(os.environ, PYTHONPATH=str(ROOT), STATE_FLUSH_INTERVAL="2", ALLOWED_SERVER_NETWORKS="127.0.0.0/8")
     env.pop("KUBECONFIG", None)
     return subprocess.Popen(
         [sys.executable, "-m", "painchain_connector", "--backend", backend.url, "--state-dir", str(state_dir),

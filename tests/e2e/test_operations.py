@@ -12,7 +12,7 @@ import yaml
 
 from painchain_connector.running import Connector
 from painchain_connector.settings import Settings
-from tests.e2e.helpers import integration_doc, only
+from tests.e2e.helpers import LOOPBACK_ALLOWED, integration_doc, only
 from tests.envtest.builders import make_service
 from tests.envtest.controlplane import free_port
 from tests.envtest.fixtures import wait_for
@@ -27,29 +27,34 @@ def _http() -> requests.Session:
     return session
 
 
-def test_readyz_is_503_until_listed_200_when_watching_and_503_naming_an_unreachable_cluster(
+def test_readyz_is_503_until_listed_then_stays_200_when_a_tenants_cluster_becomes_unreachable(
         control_plane, kube, namespace, backend, proxy):
     doc = integration_doc(id="ops", server=proxy.url, token=control_plane.admin_token, ca_b64=control_plane.ca_b64,
-                          cluster="flaky", namespaces=[namespace], resources=only("services"))
-    backend.add_integration("ops", config=doc["config"])
+                          cluster="flaky", namespaces=[namespace], resources=only("services"), tenant="t-ops")
+    backend.add_integration("ops", tenant_id="t-ops", config=doc["config"])
     port = free_port()
     proxy.stall()  # the initial list hangs: not ready yet
     connector = Connector(Settings(backend_url=backend.url, resync_interval=1, health_port=port,
-                                   health_host="127.0.0.1", watch_timeout=30, stall_margin=5)).start()
+                                   health_host="127.0.0.1", watch_timeout=30, stall_margin=5,
+                                   allowed_server_networks=LOOPBACK_ALLOWED)).start()
     http, url = _http(), f"http://127.0.0.1:{port}"
     try:
         # (a 503 Response is falsy: wait on its JSON body)
         listing = wait_for(lambda: (r := http.get(f"{url}/readyz", timeout=5)).status_code == 503
-                           and r.json().get("not_ready") and r.json(), timeout=15)
-        assert listing["not_ready"] == {"ops/flaky": ["services/" + namespace]}
+                           and r.json().get("registered") and r.json(), timeout=15)
+        assert listing["reasons"] == ["1 watch(es) still on their first list"]
         assert http.get(f"{url}/healthz", timeout=5).status_code == 200
         proxy.unstall()
         proxy.cut_all()  # the stalled list is abandoned; the retry lists for real
         wait_for(lambda: http.get(f"{url}/readyz", timeout=5).status_code == 200, timeout=40)
         proxy.refuse()
         proxy.cut_all()
-        down = wait_for(lambda: (r := http.get(f"{url}/readyz", timeout=5)).status_code == 503 and r.json(), timeout=30)
-        assert down["not_ready"] == {"ops/flaky": ["services/" + namespace]}
+        wait_for(lambda: connector.pool.states() == {f"ops/flaky/services/{namespace}": "unreachable"}, timeout=30)
+        ready = http.get(f"{url}/readyz", timeout=5)
+        assert ready.status_code == 200 and ready.json()["watches"] == {"total": 1, "unreachable": 1}
+        assert "ops" not in ready.text and "flaky" not in ready.text  # counts, not tenants' names
+        detail = http.get(f"{url}/status", timeout=5).json()  # loopback client: the operator's view
+        assert detail["integrations"]["ops"]["flaky"][f"services/{namespace}"]["state"] == "unreachable"
     finally:
         proxy.resume()
         proxy.unstall()
