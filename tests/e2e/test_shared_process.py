@@ -12,6 +12,7 @@ from painchain_connector.settings import Settings
 from tests.e2e.helpers import LOOPBACK_ALLOWED, integration_doc, only
 from tests.envtest.builders import make_service
 from tests.envtest.fixtures import wait_for
+from tests.envtest.proxy import FaultyProxy
 
 pytestmark = pytest.mark.e2e
 
@@ -129,22 +130,26 @@ def test_a_reactivated_integration_relists_and_reports_what_changed_while_it_was
 
 
 def test_a_tenant_pointing_at_loopback_or_link_local_gets_a_clear_error_and_no_request_is_made(
-        control_plane, kube, namespace, backend, connector_factory, proxy, logs):
-    add(backend, control_plane, namespace, id="sneaky", server=proxy.url)
-    add(backend, control_plane, namespace, id="metadata", server="https://169.254.169.254")
-    add(backend, control_plane, namespace, id="honest", tenant="t-2")
-    add(backend, control_plane, namespace, id="own", tenant=None, server=proxy.url)  # the operator's own: allowed
-    connector = connector_factory(settings_for(backend, allowed_server_networks=()))
-    wait_for(lambda: connector.pool.states().get(f"sneaky/envtest/services/{namespace}") == "refused"
-             and connector.pool.states().get(f"metadata/envtest/services/{namespace}") == "refused", timeout=30)
-    wait_for(lambda: connector.pool.states().get(f"own/envtest/services/{namespace}") == "watching", timeout=30)
-    own_connections = proxy.accepted
-    kube.create("services", namespace, make_service("web"))
-    backend.wait_for(lambda: titles(backend, "honest") == ["Service Created: web"], timeout=20)
-    backend.wait_for(lambda: titles(backend, "own") == ["Service Created: web"], timeout=20)
-    assert proxy.accepted == own_connections  # the tenant's watch never connected
+        control_plane, kube, namespace, backend, connector_factory, logs):
+    # The honest tenant's cluster is the test apiserver on 127.0.0.1 (re-allowed, /32 only);
+    # the sneaky one points at a listener on 127.0.0.2: loopback too, and not re-allowed.
+    trap = FaultyProxy(("127.0.0.1", control_plane.api_port), listen=("127.0.0.2", 0)).start()
+    try:
+        add(backend, control_plane, namespace, id="sneaky", server=f"https://127.0.0.2:{trap.port}")
+        add(backend, control_plane, namespace, id="metadata", server="https://169.254.169.254")
+        add(backend, control_plane, namespace, id="honest", tenant="t-2")
+        connector = connector_factory(settings_for(backend, allowed_server_networks=("127.0.0.1/32",)))
+        states = connector.pool.states
+        wait_for(lambda: states().get(f"sneaky/envtest/services/{namespace}") == "refused"
+                 and states().get(f"metadata/envtest/services/{namespace}") == "refused"
+                 and states().get(f"honest/envtest/services/{namespace}") == "watching", timeout=30)
+        kube.create("services", namespace, make_service("web"))
+        backend.wait_for(lambda: titles(backend, "honest") == ["Service Created: web"], timeout=20)
+        assert trap.accepted == 0  # the tenant's watch (and its connection test) never connected
+    finally:
+        trap.close()
     refusals = [r["message"] for r in logs if "refused to connect" in r["message"]]
-    assert any("127.0.0.1 is a loopback address" in m for m in refusals), refusals
+    assert any("127.0.0.2 is a loopback address" in m for m in refusals), refusals
     assert any("169.254.169.254 is a link-local address" in m for m in refusals), refusals
     assert control_plane.admin_token not in "".join(r["message"] for r in logs)
 
@@ -199,6 +204,7 @@ def test_a_failure_starting_one_integration_does_not_stop_the_others(
     add(backend, control_plane, namespace, id="first", cluster="broken")
     add(backend, control_plane, namespace, id="second")
     connector = connector_factory(settings_for(backend))
+    wait_for(lambda: connector.pool.states().get(f"second/envtest/services/{namespace}") == "watching", timeout=30)
     kube.create("services", namespace, make_service("still-seen"))
     backend.wait_for(lambda: titles(backend, "second") == ["Service Created: still-seen"], timeout=30)
     assert connector.pool.states()[f"first/broken/services/{namespace}"] == "invalid"

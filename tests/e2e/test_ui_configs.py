@@ -39,6 +39,10 @@ def ui_config(control_plane, *, namespaces, clusters=None) -> dict:
 
 
 def watched_namespaces(connector) -> set[str]:
+    """The namespaces watched, once every watch has listed (a change made before that is baseline)."""
+    states = connector.pool.states()
+    if not states or set(states.values()) != {"watching"}:
+        return set()
     return {k.namespace for k in connector.pool.running}
 
 
