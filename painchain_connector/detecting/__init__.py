@@ -14,11 +14,12 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..model import Change, DetectContext
-from . import daemonsets, deployments, events, pods, services, statefulsets
+from . import deployments, events, pods, services
 from .common import WorkloadCompact
 from .events import EventCompact
 from .pods import PodCompact
 from .services import ServiceCompact
+from .sets import DAEMONSETS, STATEFULSETS
 
 Compact = PodCompact | WorkloadCompact | ServiceCompact | EventCompact
 
@@ -26,8 +27,8 @@ RESOURCES: Mapping[str, str] = {
     "pods": pods.KIND,
     "deployments": deployments.KIND,
     "services": services.KIND,
-    "statefulsets": statefulsets.KIND,
-    "daemonsets": daemonsets.KIND,
+    "statefulsets": STATEFULSETS.kind,
+    "daemonsets": DAEMONSETS.kind,
     "events": events.KIND,
 }
 
@@ -35,8 +36,8 @@ _MODULES = {
     "pods": pods,
     "deployments": deployments,
     "services": services,
-    "statefulsets": statefulsets,
-    "daemonsets": daemonsets,
+    "statefulsets": STATEFULSETS,
+    "daemonsets": DAEMONSETS,
     "events": events,
 }
 _PROJECT: dict[str, Callable[[Mapping[str, Any]], Compact]] = {name: m.project for name, m in _MODULES.items()}

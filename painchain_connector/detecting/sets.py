@@ -1,0 +1,52 @@
+"""StatefulSets and DaemonSets: Created, Deleted, Scaled (spec.replicas; StatefulSets only) and
+Updated (any other spec change). One rule set, two kinds: they differ only in the status
+counts they carry and in whether they have replicas to scale.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+from ..model import Change, DetectContext
+from .common import WorkloadCompact, detect_workload, images_data, labels_dict, listed, project_workload
+
+
+class SetKind(NamedTuple):
+    """One kind's differences; `counts` are status fields, kept in WorkloadCompact.status in order."""
+
+    kind: str
+    scalable: bool
+    counts: tuple[str, ...]
+
+    def project(self, obj: Mapping[str, Any]) -> WorkloadCompact:
+        status = obj.get("status") or {}
+        return project_workload(
+            obj,
+            scalable=self.scalable,
+            status=tuple(status.get(name) or 0 for name in self.counts),
+            strategy=(obj.get("spec") or {}).get("updateStrategy"),
+        )
+
+    def detect(
+        self, old: WorkloadCompact | None, new: WorkloadCompact | None, *, deleted: bool, ctx: DetectContext
+    ) -> tuple[list[Change], WorkloadCompact | None]:
+        return detect_workload(self.kind, old, new, deleted=deleted, ctx=ctx, data=self.data)
+
+    def data(self, s: WorkloadCompact) -> dict[str, Any]:
+        data: dict[str, Any] = {"name": s.name, "namespace": s.namespace}
+        if self.scalable:
+            data["replicas"] = {"desired": s.replicas, **dict(zip(_REPLICA_WORDS, s.status))}
+        else:
+            data.update(zip(self.counts, s.status))
+        data["strategy"] = s.strategy
+        listed(images_data(s.images), data, "images")
+        data["labels"] = labels_dict(s.labels)
+        return data
+
+
+_REPLICA_WORDS = ("ready", "current", "updated")  # StatefulSet counts, as data["replicas"] names them
+
+STATEFULSETS = SetKind("StatefulSet", True, ("readyReplicas", "currentReplicas", "updatedReplicas"))
+DAEMONSETS = SetKind(
+    "DaemonSet", False, ("desiredNumberScheduled", "currentNumberScheduled", "numberReady", "numberUnavailable")
+)
