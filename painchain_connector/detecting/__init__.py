@@ -40,19 +40,23 @@ _MODULES = {
     "daemonsets": DAEMONSETS,
     "events": events,
 }
-_PROJECT: dict[str, Callable[[Mapping[str, Any]], Compact]] = {name: m.project for name, m in _MODULES.items()}
+_PROJECT: dict[str, Callable[[Mapping[str, Any], float | None], Compact]] = {name: m.project for name, m in _MODULES.items()}
 _DETECT = {name: m.detect for name, m in _MODULES.items()}
 
 __all__ = ["RESOURCES", "Compact", "detect", "project"]
 
 
-def project(resource: str, obj: Mapping[str, Any]) -> Compact:
-    """The compact projection of one raw object of `resource` (a key of RESOURCES)."""
+def project(resource: str, obj: Mapping[str, Any], seen_at: float | None = None) -> Compact:
+    """The compact projection of one raw object of `resource` (a key of RESOURCES).
+
+    `seen_at` (epoch seconds) is when the connector observed this version; it stays with
+    the stored compact, so the next change can tell a fresh object time from a stale one.
+    """
     try:
         projector = _PROJECT[resource]
     except KeyError:
         raise ValueError(f"unknown resource {resource!r}") from None
-    return projector(obj)
+    return projector(obj, seen_at)
 
 
 def detect(

@@ -150,14 +150,37 @@ def parse_time(value: str | None) -> datetime | None:
     return stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
 
 
-def observed(ctx: DetectContext) -> datetime:
+def observed(ctx: DetectContext, compact: Any = None) -> datetime:
+    """When `compact` (this version of the object) was observed; else the context's time."""
+    seen = getattr(compact, "seen_at", None)
+    if seen is not None:
+        return datetime.fromtimestamp(seen, UTC)
     stamp = ctx.observed_at
     return stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
 
 
-def when(value: str | None, ctx: DetectContext) -> datetime:
-    """The object's own time when it has one, else when the change was observed."""
-    return parse_time(value) or observed(ctx)
+def when(value: str | None, ctx: DetectContext, compact: Any = None) -> datetime:
+    """The object's own time when it has one, else when this version was observed."""
+    return parse_time(value) or observed(ctx, compact)
+
+
+def happened(candidates: Iterable[str | None], *, old: Any, new: Any, ctx: DetectContext) -> datetime:
+    """When the change from `old` to `new` happened: the first object time in `candidates`
+    that is newer than the moment the connector saw `old`, else when `new` was observed.
+
+    An object time that is not newer than our sighting of the previous version cannot be
+    this change's time: managedFields times do not move when a manager rewrites a field it
+    already owns, and a lastState or condition may still describe an earlier change. The
+    observation time is exact for a live watch event and an upper bound after a relist.
+    The sighting is the first one of that version (`seen_at`): no object time can move
+    without a new resourceVersion, so a later sighting would bound nothing more.
+    """
+    seen = getattr(old, "seen_at", None)
+    for value in candidates:
+        stamp = parse_time(value)
+        if stamp is not None and (seen is None or stamp.timestamp() > seen):
+            return stamp
+    return observed(ctx, new)
 
 
 # ---------------------------------------------------------------- ids and changes
@@ -250,6 +273,7 @@ class WorkloadCompact(NamedTuple):
     observed_generation: int = 0
     progressing: tuple | None = None  # Deployments: (status, reason, lastTransitionTime, lastUpdateTime)
     done_generation: int = 0  # Deployments: generation whose rollout outcome is already known
+    seen_at: float | None = None  # epoch seconds when the connector first saw this version
 
 
 def strategy_summary(strategy: Mapping[str, Any] | None) -> str:
@@ -264,7 +288,8 @@ def strategy_summary(strategy: Mapping[str, Any] | None) -> str:
 
 
 def project_workload(
-    obj: Mapping[str, Any], *, scalable: bool, status: tuple, strategy: Mapping[str, Any] | None, **extra: Any
+    obj: Mapping[str, Any], *, scalable: bool, status: tuple, strategy: Mapping[str, Any] | None,
+    seen_at: float | None = None, **extra: Any
 ) -> WorkloadCompact:
     meta, uid, name, namespace, resource_version = meta_strings(obj)
     spec = obj.get("spec") or {}
@@ -293,6 +318,7 @@ def project_workload(
         restarted_at=(template_meta.get("annotations") or {}).get("kubectl.kubernetes.io/restartedAt"),
         fingerprint=digest,
         labels=project_labels(meta.get("labels")),
+        seen_at=seen_at,
         **extra,
     )
 
@@ -344,7 +370,7 @@ def lifecycle(
 def born(kind: str, compact, ctx: DetectContext, data: dict[str, Any]) -> Change:
     return make_change(
         title=f"{kind} Created: {compact.name}",
-        timestamp=when(compact.created, ctx),
+        timestamp=when(compact.created, ctx, compact),
         external_id=external_id(ctx, kind, compact.namespace, compact.name, compact.uid, "Created"),
         namespace=compact.namespace,
         kind=kind,
@@ -356,7 +382,7 @@ def born(kind: str, compact, ctx: DetectContext, data: dict[str, Any]) -> Change
 def gone(kind: str, compact, ctx: DetectContext, data: dict[str, Any]) -> Change:
     return make_change(
         title=f"{kind} Deleted: {compact.name}",
-        timestamp=when(compact.deleted_at, ctx),
+        timestamp=when(compact.deleted_at, ctx, compact),
         external_id=external_id(ctx, kind, compact.namespace, compact.name, compact.uid, "Deleted"),
         namespace=compact.namespace,
         kind=kind,
@@ -369,7 +395,7 @@ def spec_changes(kind: str, old: WorkloadCompact, new: WorkloadCompact, ctx: Det
     """Scaled (spec.replicas changed) and Updated (generation bumped by anything else)."""
     changes = []
     scaled = new.replicas is not None and old.replicas != new.replicas
-    stamp = when(new.spec_time, ctx)
+    stamp = happened((new.spec_time,), old=old, new=new, ctx=ctx)
     if scaled:
         changes.append(
             make_change(

@@ -19,10 +19,10 @@ from .common import (
     labels_dict,
     lifecycle,
     listed,
+    happened,
     make_change,
     project_workload,
     spec_changes,
-    when,
 )
 
 KIND = "Deployment"
@@ -32,7 +32,7 @@ DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
 READY, AVAILABLE, UPDATED, CURRENT = range(4)
 
 
-def project(obj: Mapping[str, Any]) -> WorkloadCompact:
+def project(obj: Mapping[str, Any], seen_at: float | None = None) -> WorkloadCompact:
     spec = obj.get("spec") or {}
     status = obj.get("status") or {}
     progressing = None
@@ -66,6 +66,7 @@ def project(obj: Mapping[str, Any]) -> WorkloadCompact:
         observed_generation=observed,
         progressing=progressing,
         done_generation=generation if finished else 0,
+        seen_at=seen_at,
     )
 
 
@@ -97,19 +98,21 @@ def detect(
         if pure_scale and new.generation > old.generation and done >= old.generation:
             done = new.generation  # scaling starts no rollout: nothing to complete
     if _stuck(new) and not _stuck(old):
-        changes.append(_outcome(new, ctx, "RolloutStuck", "Rollout Stuck", new.progressing[2]))
+        changes.append(_outcome(old, new, ctx, "RolloutStuck", "Rollout Stuck", new.progressing[2]))
     if _complete(new) and done < new.generation:
         finished_at = new.progressing[3] if new.progressing and new.progressing[1] == NEW_RS_AVAILABLE else None
-        changes.append(_outcome(new, ctx, "RolloutComplete", "Rollout Complete", finished_at))
+        changes.append(_outcome(old, new, ctx, "RolloutComplete", "Rollout Complete", finished_at))
         done = new.generation
     return changes, (new if done == new.done_generation else new._replace(done_generation=done))
 
 
-def _outcome(d: WorkloadCompact, ctx: DetectContext, reason: str, words: str, stamp: str | None) -> Change:
+def _outcome(
+    old: WorkloadCompact | None, d: WorkloadCompact, ctx: DetectContext, reason: str, words: str, stamp: str | None
+) -> Change:
     status, why = (d.progressing or (None, None, None, None))[:2]
     return make_change(
         title=f"Deployment {words}: {d.name}",
-        timestamp=when(stamp, ctx),
+        timestamp=happened((stamp,), old=old, new=d, ctx=ctx),
         external_id=external_id(ctx, KIND, d.namespace, d.name, d.uid, reason, d.generation),
         namespace=d.namespace,
         kind=KIND,

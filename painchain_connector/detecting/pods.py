@@ -18,6 +18,7 @@ from .common import (
     clip,
     external_id,
     gone,
+    happened,
     istr,
     labels_dict,
     listed,
@@ -46,6 +47,7 @@ class Container(NamedTuple):
     state: str  # "waiting" | "running" | "terminated" | "" (no status yet)
     reason: str | None  # of the current state
     message: str | None  # kept only for reported waiting reasons, clipped
+    finished: str | None = None  # finishedAt of its newest termination (state, else lastState)
 
 
 class Termination(NamedTuple):
@@ -75,6 +77,9 @@ class PodCompact(NamedTuple):
     conditions: tuple  # ((type, status, reason), ...)
     containers: tuple[Container, ...]
     terminations: tuple[Termination, ...]  # non-zero exits in state / lastState
+    ready_changed: str | None = None  # lastTransitionTime of ContainersReady (else Ready)
+    started: str | None = None  # status.startTime
+    seen_at: float | None = None  # epoch seconds when the connector first saw this version
 
 
 def _termination(name: str, terminated: Mapping[str, Any], into: list) -> None:
@@ -99,7 +104,7 @@ def _container(spec: Mapping[str, Any], init: bool, status: Mapping[str, Any] | 
     if status is None:
         return share_items(Container(name, image, init, False, 0, "", None, None))
     state = status.get("state") or {}
-    kind, detail, message = "", None, None
+    kind, detail, message, finished = "", None, None, None
     if "waiting" in state:
         kind, detail = "waiting", state["waiting"] or {}
         if detail.get("reason") in WAITING_FAMILY:
@@ -109,9 +114,11 @@ def _container(spec: Mapping[str, Any], init: bool, status: Mapping[str, Any] | 
     elif "terminated" in state:
         kind, detail = "terminated", state["terminated"] or {}
         _termination(name, detail, terminations)
+        finished = detail.get("finishedAt")
     last = (status.get("lastState") or {}).get("terminated")
     if last:
         _termination(name, last, terminations)
+        finished = finished or last.get("finishedAt")
     reason = detail.get("reason") if detail else None
     return share_items(
         Container(
@@ -123,11 +130,12 @@ def _container(spec: Mapping[str, Any], init: bool, status: Mapping[str, Any] | 
             kind,
             istr(reason) if reason else None,
             message,
+            finished,
         )
     )
 
 
-def project(obj: Mapping[str, Any]) -> PodCompact:
+def project(obj: Mapping[str, Any], seen_at: float | None = None) -> PodCompact:
     meta, uid, name, namespace, resource_version = meta_strings(obj)
     spec = obj.get("spec") or {}
     status = obj.get("status") or {}
@@ -141,12 +149,14 @@ def project(obj: Mapping[str, Any]) -> PodCompact:
         if specs:
             by_name = {s.get("name"): s for s in statuses} if statuses else {}
             containers += [_container(c, init, by_name.get(c.get("name")), terminations) for c in specs]
+    raw_conditions = status.get("conditions") or ()
     conditions = share_items(
         tuple(
             (istr(c.get("type")), istr(c.get("status")), istr(c["reason"]) if c.get("reason") else None)
-            for c in status.get("conditions") or ()
+            for c in raw_conditions
         )
     )
+    transitions = {c.get("type"): c.get("lastTransitionTime") for c in raw_conditions}
     reason = status.get("reason")
     return PodCompact(
         uid=uid,
@@ -163,6 +173,9 @@ def project(obj: Mapping[str, Any]) -> PodCompact:
         conditions=conditions,
         containers=share_items(tuple(containers)),
         terminations=tuple(terminations),
+        ready_changed=transitions.get("ContainersReady") or transitions.get("Ready"),
+        started=status.get("startTime"),
+        seen_at=seen_at,
     )
 
 
@@ -193,9 +206,9 @@ def detect(
         prev = before.get((container.init, container.name))
         family = WAITING_FAMILY.get(container.reason) if container.state == "waiting" else None
         if family and (prev is None or prev.state != "waiting" or WAITING_FAMILY.get(prev.reason) != family):
-            changes.append(_waiting(prev, container, new, ctx))
+            changes.append(_waiting(old, prev, container, new, ctx))
         if prev is not None and container.restarts > prev.restarts:
-            changes.append(_restarted(prev, container, new, ctx))
+            changes.append(_restarted(old, prev, container, new, ctx))
     seen = {(t.container, t.container_id, t.finished_at) for t in old.terminations} if old is not None else set()
     changes += [_terminated(t, new, ctx) for t in new.terminations if (t.container, t.container_id, t.finished_at) not in seen]
     return changes, new
@@ -233,12 +246,13 @@ def _change(pod: PodCompact, ctx: DetectContext, *, reason: str, title: str, sta
 
 def _failed(old: PodCompact | None, new: PodCompact, ctx: DetectContext) -> Change:
     reason = "Evicted" if new.reason == "Evicted" else FAILED
+    newest_exit = max((c.finished for c in new.containers if c.finished), default=None)
     return _change(
         new,
         ctx,
         reason=reason,
         title=f"Pod {reason}: {new.name}",
-        stamp=when(None, ctx),
+        stamp=happened((new.ready_changed, newest_exit), old=old, new=new, ctx=ctx),
         discriminators=(reason,),
         data=_data(
             new,
@@ -249,13 +263,13 @@ def _failed(old: PodCompact | None, new: PodCompact, ctx: DetectContext) -> Chan
     )
 
 
-def _waiting(prev: Container | None, c: Container, pod: PodCompact, ctx: DetectContext) -> Change:
+def _waiting(old: PodCompact | None, prev: Container | None, c: Container, pod: PodCompact, ctx: DetectContext) -> Change:
     return _change(
         pod,
         ctx,
         reason=c.reason,
         title=f"Pod {c.reason}: {pod.name}",
-        stamp=when(None, ctx),
+        stamp=happened((c.finished, pod.ready_changed, pod.started), old=old, new=pod, ctx=ctx),
         discriminators=(c.name, c.restarts),
         data=_data(
             pod,
@@ -266,13 +280,13 @@ def _waiting(prev: Container | None, c: Container, pod: PodCompact, ctx: DetectC
     )
 
 
-def _restarted(prev: Container, c: Container, pod: PodCompact, ctx: DetectContext) -> Change:
+def _restarted(old: PodCompact, prev: Container, c: Container, pod: PodCompact, ctx: DetectContext) -> Change:
     return _change(
         pod,
         ctx,
         reason="Restarted",
         title=f"Pod Restarted: {pod.name} (restarts {prev.restarts} → {c.restarts})",
-        stamp=when(None, ctx),
+        stamp=happened((c.finished, pod.ready_changed), old=old, new=pod, ctx=ctx),
         discriminators=(c.name, c.restarts),
         data=_data(pod, container=c.name, changed={"restartCount": old_new(prev.restarts, c.restarts)}),
     )
@@ -286,7 +300,7 @@ def _terminated(t: Termination, pod: PodCompact, ctx: DetectContext) -> Change:
         ctx,
         reason="Terminated",
         title=f"Pod Container Terminated: {pod.name} ({t.container}: {detail})",
-        stamp=when(t.finished_at, ctx),
+        stamp=when(t.finished_at, ctx, pod),
         discriminators=(t.container, short_id, t.finished_at or "-"),
         data=_data(
             pod,

@@ -29,9 +29,10 @@ class ServiceCompact(NamedTuple):
     cluster_ip: str | None
     ports: tuple  # ((name, port, targetPort, protocol, nodePort), ...)
     labels: tuple
+    seen_at: float | None = None  # epoch seconds when the connector first saw this version
 
 
-def project(obj: Mapping[str, Any]) -> ServiceCompact:
+def project(obj: Mapping[str, Any], seen_at: float | None = None) -> ServiceCompact:
     meta, uid, name, namespace, resource_version = meta_strings(obj)
     spec = obj.get("spec") or {}
     ports = share_items(
@@ -51,6 +52,7 @@ def project(obj: Mapping[str, Any]) -> ServiceCompact:
         cluster_ip=spec.get("clusterIP"),
         ports=ports,
         labels=project_labels(meta.get("labels")),
+        seen_at=seen_at,
     )
 
 

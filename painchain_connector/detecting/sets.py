@@ -18,13 +18,14 @@ class SetKind(NamedTuple):
     scalable: bool
     counts: tuple[str, ...]
 
-    def project(self, obj: Mapping[str, Any]) -> WorkloadCompact:
+    def project(self, obj: Mapping[str, Any], seen_at: float | None = None) -> WorkloadCompact:
         status = obj.get("status") or {}
         return project_workload(
             obj,
             scalable=self.scalable,
             status=tuple(status.get(name) or 0 for name in self.counts),
             strategy=(obj.get("spec") or {}).get("updateStrategy"),
+            seen_at=seen_at,
         )
 
     def detect(

@@ -228,3 +228,18 @@ def test_external_ids_equal_via_watch_and_relist_and_unique_across_changes():
     ids += [c.external_id for c in run(base, deployment(generation=4, replicas=2, rv="300"))[0]]
     assert len(ids) == 4 and len(set(ids)) == 4
     assert all(json.dumps(c.data) for c in watch)
+
+
+def test_scale_by_the_manager_that_created_it_is_stamped_at_its_observation_not_at_creation():
+    # The real apiserver keeps a managedFields entry's time when its manager changes a field
+    # it already owns: after `kubectl scale` the newest spec write still says 10:00.
+    seen = datetime(2024, 5, 2, 11, 0, 0, tzinfo=UTC).timestamp()
+    base = project("deployments", deployment(spec_written="2024-05-01T10:00:00Z"), seen)
+    scaled = project("deployments", deployment(generation=2, replicas=5, spec_written="2024-05-01T10:00:00Z", rv="101"),
+                     seen + 60.5)
+    changes, _ = detect("deployments", base, scaled, deleted=False, ctx=CTX)
+    assert [(c.reason, c.timestamp) for c in changes] == [("Scaled", datetime(2024, 5, 2, 11, 1, 0, 500000, tzinfo=UTC))]
+    moved = project("deployments", deployment(generation=2, replicas=5, spec_written="2024-05-02T11:00:30Z", rv="101"),
+                    seen + 60.5)
+    assert detect("deployments", base, moved, deleted=False, ctx=CTX)[0][0].timestamp == datetime(
+        2024, 5, 2, 11, 0, 30, tzinfo=UTC)  # a write after our sighting: its own time

@@ -139,7 +139,8 @@ def test_crashloop_emitted_once_on_transition_not_while_it_lasts():
     crash = [c for c in changes if c.reason == "CrashLoopBackOff"]
     assert [c.title for c in crash] == ["Pod CrashLoopBackOff: api-7d9f"]
     assert crash[0].data["changed"] == {"waitingReason": {"old": None, "new": "CrashLoopBackOff"}}
-    assert crash[0].data["container"] == "app" and crash[0].timestamp == OBSERVED
+    assert crash[0].data["container"] == "app"
+    assert crash[0].timestamp == datetime(2024, 5, 1, 11, 0, 0, tzinfo=UTC)  # the crash: lastState finishedAt
     still = step(pod(waiting(restarts=1, last=last), rv="101"), pod(waiting(restarts=1, last=last, message="back-off 20s"), rv="102"))[0]
     assert [c for c in still if c.reason == "CrashLoopBackOff"] == []
 
@@ -297,3 +298,37 @@ def test_pod_compact_takes_under_1kb_each_measured_by_tracemalloc():
         tracemalloc.stop()
     assert len({c.uid for c in kept}) == 1000
     assert per_pod < 1024, per_pod
+
+
+# -- timestamps: the object's own time, unless it is older than our sighting of the previous version
+
+def seen(obj, at: str):
+    return project("pods", obj, datetime.fromisoformat(at.replace("Z", "+00:00")).timestamp())
+
+
+def test_crash_loop_found_by_a_relist_is_stamped_when_the_container_died_not_at_the_relist():
+    before = seen(pod(running(restarts=1)), "2024-05-01T10:30:00Z")
+    crashed = pod(waiting(restarts=1, last=terminated_state(1, finished="2024-05-01T11:00:00Z")), rv="150")
+    changes, _ = detect("pods", before, seen(crashed, "2024-05-01T11:40:00Z"), deleted=False, ctx=CTX)
+    assert {c.reason: c.timestamp for c in changes} == {
+        "CrashLoopBackOff": datetime(2024, 5, 1, 11, 0, 0, tzinfo=UTC),
+        "Terminated": datetime(2024, 5, 1, 11, 0, 0, tzinfo=UTC),
+    }
+
+
+def test_restart_whose_last_termination_we_already_saw_is_stamped_at_its_observation():
+    old_crash = terminated_state(1, finished="2024-05-01T11:00:00Z")
+    before = seen(pod(running(restarts=1, last=old_crash)), "2024-05-01T11:10:00Z")
+    again = seen(pod(running(restarts=2, last=old_crash), rv="101"), "2024-05-01T11:20:00.250000Z")
+    changes, _ = detect("pods", before, again, deleted=False, ctx=CTX)
+    assert [(c.reason, c.timestamp) for c in changes] == [
+        ("Restarted", datetime(2024, 5, 1, 11, 20, 0, 250000, tzinfo=UTC))]  # not the stale 11:00, not CTX
+
+
+def test_eviction_is_stamped_when_the_pod_stopped_being_ready():
+    evicted = pod(terminated(code=0, reason="Completed"), phase="Failed", reason="Evicted", rv="101")
+    for condition in evicted["status"]["conditions"]:
+        condition["lastTransitionTime"] = "2024-05-01T11:30:00Z"
+    changes, _ = detect("pods", seen(pod(running()), "2024-05-01T11:00:00Z"), seen(evicted, "2024-05-01T12:00:00Z"),
+                        deleted=False, ctx=CTX)
+    assert [(c.reason, c.timestamp) for c in changes] == [("Evicted", datetime(2024, 5, 1, 11, 30, 0, tzinfo=UTC))]
