@@ -15,11 +15,11 @@ from typing import Any
 
 from ..model import Change, DetectContext
 from . import deployments, events, pods, services
-from .common import WorkloadCompact
 from .events import EventCompact
 from .pods import PodCompact
 from .services import ServiceCompact
 from .sets import DAEMONSETS, STATEFULSETS
+from .workloads import WorkloadCompact
 
 Compact = PodCompact | WorkloadCompact | ServiceCompact | EventCompact
 

@@ -10,20 +10,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..model import Change, DetectContext
-from .common import (
-    WorkloadCompact,
-    born,
-    external_id,
-    images_data,
-    istr,
-    labels_dict,
-    lifecycle,
-    listed,
-    happened,
-    make_change,
-    project_workload,
-    spec_changes,
-)
+from .common import born, external_id, happened, istr, labels_dict, lifecycle, listed, make_change
+from .workloads import WorkloadCompact, images_data, project_workload, spec_changes
 
 KIND = "Deployment"
 NEW_RS_AVAILABLE = "NewReplicaSetAvailable"

@@ -8,7 +8,8 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from ..model import Change, DetectContext
-from .common import WorkloadCompact, detect_workload, images_data, labels_dict, listed, project_workload
+from .common import labels_dict, listed
+from .workloads import WorkloadCompact, detect_workload, images_data, project_workload
 
 
 class SetKind(NamedTuple):
