@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,6 +23,7 @@ MAX_MESSAGE = 4096  # characters of a free-text message kept in a compact
 MAX_SHORT_MESSAGE = 1024  # container state / termination messages (per container)
 MAX_LABELS = 64  # label entries kept per map
 MAX_ITEMS = 20  # containers, ports, images listed in one change's data
+MAX_SUMMARY = 400  # characters of data["summary"], the one line a timeline shows
 MAX_DATA_CHARS = 64 * 1024  # hard guard on json.dumps(data); the backend answers 413 at 100 KB
 TRUNCATED = "…(truncated)"
 TRUNCATED_LABELS_KEY = "…(truncated)"  # never a valid label key, so it cannot collide
@@ -212,8 +213,10 @@ def bounded(data: dict[str, Any]) -> dict[str, Any]:
 
 def make_change(
     *, title: str, timestamp: datetime, external_id: str, namespace: str | None, kind: str, reason: str,
-    data: dict[str, Any],
+    summary: str, data: dict[str, Any],
 ) -> Change:
+    """A Change whose data opens with a one-line `summary` and holds no null or empty field
+    (PainChain's detail view renders `data` generically: "Signal: null" is clutter)."""
     return Change(
         title=clip(title, 480) or kind,
         timestamp=timestamp,
@@ -221,17 +224,49 @@ def make_change(
         namespace=namespace or None,
         kind=kind,
         reason=reason,
-        data=bounded(data),
+        # summary, then reason: the two lines read first (dicts keep their first key position)
+        data=bounded(pruned({"summary": one_line(summary), "reason": data.get("reason"), **data})),
     )
 
 
-def listed(items: Iterable[dict[str, Any]], data: dict[str, Any], key: str) -> None:
-    """Put at most MAX_ITEMS of `items` under data[key]; mark data[key + 'Truncated'] if cut."""
+def pruned(value: Any) -> Any:
+    """`value` without None, "", {} or [] anywhere inside (False and 0 are facts: kept)."""
+    if isinstance(value, dict):
+        kept = {key: pruned(item) for key, item in value.items()}
+        return {key: item for key, item in kept.items() if item is not None and item != "" and item != {} and item != []}
+    if isinstance(value, list):
+        return [pruned(item) for item in value]
+    return value
+
+
+def one_line(text: str, limit: int = MAX_SUMMARY) -> str:
+    """Whitespace runs (newlines of a termination message) as one space, clipped."""
+    return clip(" ".join(text.split()), limit) or ""
+
+
+def listed(
+    items: Iterable[Any], data: dict[str, Any], key: str, describe: Callable[[Any], str] | None = None
+) -> None:
+    """Put at most MAX_ITEMS of `items` under data[key]; mark data[key + 'Truncated'] if cut.
+
+    With `describe`, data[key + 'Summary'] says the same in one string: a generic renderer
+    shows a list as "4 items", hiding what an engineer looks for.
+    """
     items = list(items)
     data[key] = items[:MAX_ITEMS]
+    if describe is not None and items:
+        text = "; ".join(describe(item) for item in items[:MAX_ITEMS])
+        if len(items) > MAX_ITEMS:
+            text += f"; and {len(items) - MAX_ITEMS} more"
+        data[key + "Summary"] = clip(text, MAX_SHORT_MESSAGE)
     if len(items) > MAX_ITEMS:
         data[key + "Truncated"] = True
         data[key + "Total"] = len(items)
+
+
+def and_join(parts: list[str]) -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
 def old_new(old: Any, new: Any) -> dict[str, Any]:
@@ -239,22 +274,25 @@ def old_new(old: Any, new: Any) -> dict[str, Any]:
 
 
 def lifecycle(
-    kind: str, old: WorkloadCompact | None, new: WorkloadCompact | None, *, deleted: bool, ctx: DetectContext, data
-) -> tuple[list[Change], WorkloadCompact | None] | None:
-    """Created / Deleted, shared by every workload kind; None when neither applies."""
+    kind: str, old: Any, new: Any, *, deleted: bool, ctx: DetectContext, data, describe=None
+) -> tuple[list[Change], Any] | None:
+    """Created / Deleted, shared by every kind but pods; None when neither applies.
+
+    `data(compact)` builds the event data, `describe(compact)` the words after "created: ".
+    """
     if deleted:
         last = new or old
         if last is None:
             return [], None
-        return [gone(kind, last, ctx, data(last))], None
+        return [gone(kind, last, ctx, data(last), describe(last) if describe else "")], None
     if new is None:
         return [], old
     if old is None:
-        return [born(kind, new, ctx, data(new))], new
+        return [born(kind, new, ctx, data(new), describe(new) if describe else "")], new
     return None
 
 
-def born(kind: str, compact, ctx: DetectContext, data: dict[str, Any]) -> Change:
+def born(kind: str, compact, ctx: DetectContext, data: dict[str, Any], detail: str = "") -> Change:
     return make_change(
         title=f"{kind} Created: {compact.name}",
         timestamp=when(compact.created, ctx, compact),
@@ -262,11 +300,12 @@ def born(kind: str, compact, ctx: DetectContext, data: dict[str, Any]) -> Change
         namespace=compact.namespace,
         kind=kind,
         reason="Created",
-        data=data,
+        summary=f"{kind} {compact.name} created" + (f": {detail}" if detail else ""),
+        data={"reason": "Created", **data},
     )
 
 
-def gone(kind: str, compact, ctx: DetectContext, data: dict[str, Any]) -> Change:
+def gone(kind: str, compact, ctx: DetectContext, data: dict[str, Any], detail: str = "") -> Change:
     return make_change(
         title=f"{kind} Deleted: {compact.name}",
         timestamp=when(compact.deleted_at, ctx, compact),
@@ -274,5 +313,6 @@ def gone(kind: str, compact, ctx: DetectContext, data: dict[str, Any]) -> Change
         namespace=compact.namespace,
         kind=kind,
         reason="Deleted",
-        data=data,
+        summary=f"{kind} {compact.name} deleted" + (f" (was: {detail})" if detail else ""),
+        data={"reason": "Deleted", **data},
     )

@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..model import Change, DetectContext
-from .common import born, external_id, happened, istr, labels_dict, lifecycle, listed, make_change
-from .workloads import WorkloadCompact, images_data, project_workload, spec_changes
+from .common import born, external_id, happened, istr, lifecycle, make_change
+from .workloads import WorkloadCompact, describe, project_workload, spec_changes, workload_data
 
 KIND = "Deployment"
 NEW_RS_AVAILABLE = "NewReplicaSetAvailable"
@@ -74,10 +74,10 @@ def detect(
     old: WorkloadCompact | None, new: WorkloadCompact | None, *, deleted: bool, ctx: DetectContext
 ) -> tuple[list[Change], WorkloadCompact | None]:
     if deleted or new is None:
-        return lifecycle(KIND, old, new, deleted=deleted, ctx=ctx, data=_data)
+        return lifecycle(KIND, old, new, deleted=deleted, ctx=ctx, data=_data, describe=describe)
     changes: list[Change] = []
     if old is None:
-        changes.append(born(KIND, new, ctx, _data(new)))
+        changes.append(born(KIND, new, ctx, _data(new), describe(new)))
         done = 0  # new to us: its first rollout is news
     else:
         changes += spec_changes(KIND, old, new, ctx, _data(new))
@@ -98,6 +98,7 @@ def _outcome(
     old: WorkloadCompact | None, d: WorkloadCompact, ctx: DetectContext, reason: str, words: str, stamp: str | None
 ) -> Change:
     status, why = (d.progressing or (None, None, None, None))[:2]
+    counts = f"{d.status[UPDATED]}/{d.replicas} updated, {d.status[AVAILABLE]} available"
     return make_change(
         title=f"Deployment {words}: {d.name}",
         timestamp=happened((stamp,), old=old, new=d, ctx=ctx),
@@ -105,22 +106,13 @@ def _outcome(
         namespace=d.namespace,
         kind=KIND,
         reason=reason,
-        data={**_data(d), "generation": d.generation, "progressing": {"status": status, "reason": why}},
+        summary=f"Deployment {d.name} {words.lower()} at generation {d.generation}"
+        + (f" ({why})" if why else "") + f": {counts}",
+        data={"reason": why or reason, **_data(d), "progressing": status},
     )
 
 
 def _data(d: WorkloadCompact) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "name": d.name,
-        "namespace": d.namespace,
-        "replicas": {
-            "desired": d.replicas,
-            "ready": d.status[READY],
-            "available": d.status[AVAILABLE],
-            "updated": d.status[UPDATED],
-        },
-        "strategy": d.strategy,
-    }
-    listed(images_data(d.images), data, "images")
-    data["labels"] = labels_dict(d.labels)
-    return data
+    return workload_data(
+        d, {"readyReplicas": d.status[READY], "availableReplicas": d.status[AVAILABLE], "updatedReplicas": d.status[UPDATED]}
+    )

@@ -114,6 +114,8 @@ def _change(e: EventCompact, ctx: DetectContext) -> Change:
         namespace=e.namespace,
         kind=KIND,
         reason=e.reason,
+        summary=f"{e.type} {e.reason} on {kind}/{name}" + (f" from {e.source}" if e.source else "")
+        + (f": {e.message}" if e.message else "") + (f" ({e.count} times)" if e.count > 1 else ""),
         data={
             "reason": e.reason,
             "message": e.message,

@@ -59,7 +59,7 @@ def project(obj: Mapping[str, Any], seen_at: float | None = None) -> ServiceComp
 def detect(
     old: ServiceCompact | None, new: ServiceCompact | None, *, deleted: bool, ctx: DetectContext
 ) -> tuple[list[Change], ServiceCompact | None]:
-    outcome = lifecycle(KIND, old, new, deleted=deleted, ctx=ctx, data=_data)
+    outcome = lifecycle(KIND, old, new, deleted=deleted, ctx=ctx, data=_data, describe=_describe)
     return outcome if outcome is not None else ([], new)
 
 
@@ -77,6 +77,20 @@ def _data(service: ServiceCompact) -> dict[str, Any]:
         ),
         data,
         "ports",
+        _port_words,
     )
     data["labels"] = labels_dict(service.labels)
     return data
+
+
+def _port_words(p: dict[str, Any]) -> str:
+    """'http 80→8080/TCP (node 30080)'."""
+    target = f"→{p['targetPort']}" if p["targetPort"] not in (None, p["port"]) else ""
+    node = f" (node {p['nodePort']})" if p["nodePort"] else ""
+    return (f"{p['name']} " if p["name"] else "") + f"{p['port']}{target}/{p['protocol']}{node}"
+
+
+def _describe(service: ServiceCompact) -> str:
+    """'ClusterIP 10.96.0.12, 2 ports'."""
+    ports = f", {len(service.ports)} port{'s' if len(service.ports) != 1 else ''}" if service.ports else ""
+    return service.type + (f" {service.cluster_ip}" if service.cluster_ip else "") + ports

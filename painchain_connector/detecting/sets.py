@@ -8,8 +8,7 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from ..model import Change, DetectContext
-from .common import labels_dict, listed
-from .workloads import WorkloadCompact, detect_workload, images_data, project_workload
+from .workloads import WorkloadCompact, detect_workload, project_workload, workload_data
 
 
 class SetKind(NamedTuple):
@@ -35,18 +34,8 @@ class SetKind(NamedTuple):
         return detect_workload(self.kind, old, new, deleted=deleted, ctx=ctx, data=self.data)
 
     def data(self, s: WorkloadCompact) -> dict[str, Any]:
-        data: dict[str, Any] = {"name": s.name, "namespace": s.namespace}
-        if self.scalable:
-            data["replicas"] = {"desired": s.replicas, **dict(zip(_REPLICA_WORDS, s.status))}
-        else:
-            data.update(zip(self.counts, s.status))
-        data["strategy"] = s.strategy
-        listed(images_data(s.images), data, "images")
-        data["labels"] = labels_dict(s.labels)
-        return data
+        return workload_data(s, dict(zip(self.counts, s.status)))
 
-
-_REPLICA_WORDS = ("ready", "current", "updated")  # StatefulSet counts, as data["replicas"] names them
 
 STATEFULSETS = SetKind("StatefulSet", True, ("readyReplicas", "currentReplicas", "updatedReplicas"))
 DAEMONSETS = SetKind(

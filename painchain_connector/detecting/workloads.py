@@ -19,6 +19,7 @@ from .common import (
     istr,
     labels_dict,
     lifecycle,
+    listed,
     make_change,
     meta_strings,
     old_new,
@@ -83,7 +84,8 @@ def project_workload(
     template = spec.get("template") or {}
     template_meta = template.get("metadata") or {}
     pod_spec = template.get("spec") or {}
-    containers = list(pod_spec.get("initContainers") or ()) + list(pod_spec.get("containers") or ())
+    # App containers first: data["image"] is the first one's, and an init container's rarely matters.
+    containers = list(pod_spec.get("containers") or ()) + list(pod_spec.get("initContainers") or ())
     images = share_items(tuple((istr(c.get("name")), istr(c.get("image"))) for c in containers))
     rest = {key: value for key, value in spec.items() if key != "replicas"}
     digest = hashlib.blake2b(orjson.dumps(rest, option=orjson.OPT_SORT_KEYS), digest_size=8).digest()
@@ -138,6 +140,48 @@ def images_data(images: tuple) -> list[dict[str, str]]:
     return [{"container": container, "image": image} for container, image in images]
 
 
+def workload_data(d: WorkloadCompact, counts: Mapping[str, int]) -> dict[str, Any]:
+    """The data every workload event carries: scalars first (a generic renderer shows them
+    as they are), then the images list with its one-line summary, then labels."""
+    data: dict[str, Any] = {"name": d.name, "namespace": d.namespace}
+    if d.replicas is not None:
+        data["replicas"] = d.replicas
+    data.update(counts)
+    if d.images:
+        data["image"] = d.images[0][1]
+    data["generation"] = d.generation
+    data["strategy"] = d.strategy
+    listed(images_data(d.images), data, "images", lambda i: f"{i['container']}={i['image']}")
+    data["labels"] = labels_dict(d.labels)
+    return data
+
+
+def describe(d: WorkloadCompact) -> str:
+    """'3 replicas of registry.example/app:1.0' (the words after "created: ")."""
+    image = d.images[0][1] if d.images else "no image"
+    more = f" (+{len(d.images) - 1} more containers)" if len(d.images) > 1 else ""
+    return (f"{d.replicas} replicas of " if d.replicas is not None else "") + image + more
+
+
+def _updated(kind: str, old: WorkloadCompact, new: WorkloadCompact, data: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """Summary and data of an Updated change: the first changed image as image/previousImage."""
+    changed = spec_differences(old, new)
+    data = {**data, "previousGeneration": old.generation}
+    words = []
+    for container, images in (changed.get("images") or {}).items():
+        if "previousImage" not in data:
+            data.update(container=container, image=images["new"], previousImage=images["old"])
+        words.append(f"{container} image {images['old'] or '(none)'} → {images['new'] or '(removed)'}")
+    words += [_SPEC_WORDS[key] for key in changed if key in _SPEC_WORDS]
+    summary = f"{kind} {new.name} updated to generation {new.generation}: " + (", ".join(words) or "spec changed")
+    data["changed"] = changed
+    return summary, data
+
+
+_SPEC_WORDS = {"strategy": "strategy changed", "templateLabels": "pod labels changed",
+               "envCount": "environment changed", "restartedAt": "rollout restart", "other": "spec changed"}
+
+
 def spec_changes(kind: str, old: WorkloadCompact, new: WorkloadCompact, ctx: DetectContext, data: dict[str, Any]) -> list[Change]:
     """Scaled (spec.replicas changed) and Updated (generation bumped by anything else)."""
     changes = []
@@ -152,10 +196,13 @@ def spec_changes(kind: str, old: WorkloadCompact, new: WorkloadCompact, ctx: Det
                 namespace=new.namespace,
                 kind=kind,
                 reason="Scaled",
-                data={**data, "changed": {"replicas": old_new(old.replicas, new.replicas)}},
+                summary=f"{kind} {new.name} scaled from {old.replicas} to {new.replicas} replicas",
+                data={"reason": "Scaled", **data, "previousReplicas": old.replicas,
+                      "changed": {"replicas": old_new(old.replicas, new.replicas)}},
             )
         )
     if new.generation > old.generation and (old.fingerprint != new.fingerprint or not scaled):
+        summary, updated = _updated(kind, old, new, data)
         changes.append(
             make_change(
                 title=f"{kind} Updated: {new.name}",
@@ -164,7 +211,8 @@ def spec_changes(kind: str, old: WorkloadCompact, new: WorkloadCompact, ctx: Det
                 namespace=new.namespace,
                 kind=kind,
                 reason="Updated",
-                data={**data, "changed": spec_differences(old, new), "generation": old_new(old.generation, new.generation)},
+                summary=summary,
+                data={"reason": "Updated", **updated},
             )
         )
     return changes
@@ -176,7 +224,7 @@ def detect_workload(
 ) -> tuple[list[Change], WorkloadCompact | None]:
     """Created/Deleted, then Scaled/Updated from the spec: the whole rule set of StatefulSets
     and DaemonSets (Deployments add their rollout outcome on top)."""
-    outcome = lifecycle(kind, old, new, deleted=deleted, ctx=ctx, data=data)
+    outcome = lifecycle(kind, old, new, deleted=deleted, ctx=ctx, data=data, describe=describe)
     if outcome is not None:
         return outcome
     return spec_changes(kind, old, new, ctx, data(new)), new

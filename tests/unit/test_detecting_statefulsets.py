@@ -46,7 +46,7 @@ def test_new_statefulset_reports_created_with_replica_counts_and_images():
     changes, state = step(None, statefulset(ready=0, current=0, updated=0))
     assert [(c.title, c.kind, c.reason) for c in changes] == [("StatefulSet Created: db", "StatefulSet", "Created")]
     data = changes[0].data
-    assert data["replicas"] == {"desired": 3, "ready": 0, "current": 0, "updated": 0}
+    assert (data["replicas"], data["readyReplicas"], data["currentReplicas"], data["updatedReplicas"]) == (3, 0, 0, 0)
     assert data["images"] == [{"container": "postgres", "image": "example.com/db:15"}]
     assert data["labels"] == {"app": "db"} and data["namespace"] == "data"
     assert changes[0].timestamp == datetime(2024, 5, 1, 9, 0, 0, tzinfo=UTC)
