@@ -229,14 +229,22 @@ def make_change(
     )
 
 
-def pruned(value: Any) -> Any:
-    """`value` without None, "", {} or [] anywhere inside (False and 0 are facts: kept)."""
-    if isinstance(value, dict):
-        kept = {key: pruned(item) for key, item in value.items()}
-        return {key: item for key, item in kept.items() if item is not None and item != "" and item != {} and item != []}
-    if isinstance(value, list):
-        return [pruned(item) for item in value]
-    return value
+_EMPTY_KINDS = (str, list, dict)
+
+
+def pruned(data: dict[str, Any]) -> dict[str, Any]:
+    """`data` without its None, "", {} or [] fields, and without the unset side of each
+    `changed` entry (False and 0 are facts: kept). Nested values are built without empty
+    fields instead: a label's empty value is a real value, and this runs for every change."""
+    kept = {}
+    for key, item in data.items():
+        if item is None or (not item and type(item) in _EMPTY_KINDS):
+            continue
+        if key == "changed":
+            item = {field: {side: value for side, value in diff.items() if value is not None} if type(diff) is dict
+                    else diff for field, diff in item.items()}
+        kept[key] = item
+    return kept
 
 
 def one_line(text: str, limit: int = MAX_SUMMARY) -> str:

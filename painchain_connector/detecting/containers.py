@@ -146,10 +146,10 @@ def pod_data(pod: PodCompact, **extra: Any) -> dict[str, Any]:
     changed = data.pop("changed", None)
     listed((_container_data(c) for c in pod.containers), data, "containers", _container_words)
     listed(
-        ({"type": t, "status": s, "reason": r} for t, s, r in pod.conditions),
+        ({"type": t, "status": s, "reason": r} if r else {"type": t, "status": s} for t, s, r in pod.conditions),
         data,
         "conditions",
-        lambda c: f"{c['type']}={c['status']}" + (f" ({c['reason']})" if c["reason"] else ""),
+        lambda c: f"{c['type']}={c['status']}" + (f" ({c['reason']})" if "reason" in c else ""),
     )
     data["labels"] = labels_dict(pod.labels)
     if changed:

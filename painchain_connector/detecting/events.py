@@ -123,7 +123,7 @@ def _change(e: EventCompact, ctx: DetectContext) -> Change:
             "count": e.count,
             "firstTimestamp": e.first,
             "lastTimestamp": e.last,
-            "involvedObject": {"kind": kind, "name": name, "namespace": namespace or None},
+            "involvedObject": {key: value for key, value in (("kind", kind), ("name", name), ("namespace", namespace)) if value},
             "source": e.source,
         },
     )

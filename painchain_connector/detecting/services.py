@@ -72,7 +72,8 @@ def _data(service: ServiceCompact) -> dict[str, Any]:
     }
     listed(
         (
-            {"name": name, "port": port, "targetPort": target, "protocol": protocol, "nodePort": node_port}
+            {key: value for key, value in (("name", name), ("port", port), ("targetPort", target), ("protocol", protocol),
+                                           ("nodePort", node_port)) if value is not None and value != ""}
             for name, port, target, protocol, node_port in service.ports
         ),
         data,
@@ -85,9 +86,9 @@ def _data(service: ServiceCompact) -> dict[str, Any]:
 
 def _port_words(p: dict[str, Any]) -> str:
     """'http 80→8080/TCP (node 30080)'."""
-    target = f"→{p['targetPort']}" if p["targetPort"] not in (None, p["port"]) else ""
-    node = f" (node {p['nodePort']})" if p["nodePort"] else ""
-    return (f"{p['name']} " if p["name"] else "") + f"{p['port']}{target}/{p['protocol']}{node}"
+    target = f"→{p['targetPort']}" if p.get("targetPort") not in (None, p.get("port")) else ""
+    node = f" (node {p['nodePort']})" if p.get("nodePort") else ""
+    return (f"{p['name']} " if p.get("name") else "") + f"{p.get('port', '?')}{target}/{p['protocol']}{node}"
 
 
 def _describe(service: ServiceCompact) -> str:
