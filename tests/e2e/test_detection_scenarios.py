@@ -55,6 +55,27 @@ def test_crash_loop_is_reported_on_each_entry_not_on_each_status_update(control_
         assert loops[0].external_id != loops[1].external_id
 
 
+def test_crash_with_restart_and_back_off_in_one_status_update_is_one_event(control_plane, kube, namespace):
+    first = terminated(1, "Error", cid="containerd://aaaaaaaaaaaa", finished="2024-05-01T10:05:00Z")
+    second = terminated(1, "Error", cid="containerd://bbbbbbbbbbbb", finished="2024-05-01T10:06:00Z")
+    with watching(control_plane, namespace, "pods") as collector:
+        kube.create("pods", namespace, make_pod("crashy"))
+        set_pod(kube, namespace, "crashy", container(RUNNING))
+        set_pod(kube, namespace, "crashy", container(RUNNING, restarts=1, last=first))
+        assert len(settled(kube, namespace, collector, "pods")) == 2  # Created, then the first crash
+        # kubelet's one update: it exited 1, the restart count went 1 -> 2, it now backs off
+        set_pod(kube, namespace, "crashy", container(
+            waiting("CrashLoopBackOff", "back-off 20s restarting failed container"), restarts=2, last=second))
+        assert settled(kube, namespace, collector, "pods")[2:] == ["Pod CrashLoopBackOff: crashy"]
+        data = change(collector, "Pod CrashLoopBackOff: crashy").data
+        assert data["facts"] == ["CrashLoopBackOff", "Terminated", "Restarted"]
+        assert (data["reason"], data["exitCode"], data["restartCount"], data["previousRestartCount"]) == (
+            "CrashLoopBackOff", 1, 2, 1)
+        assert data["summary"] == ("Container main of pod crashy exited with code 1 (Error), restarted (1 → 2 "
+                                   "restarts) and is waiting in CrashLoopBackOff: back-off 20s restarting failed "
+                                   "container")
+
+
 def test_image_pull_failure_is_one_change_while_kubelet_alternates_pull_and_backoff(control_plane, kube, namespace):
     with watching(control_plane, namespace, "pods") as collector:
         kube.create("pods", namespace, make_pod("pull", image="registry.example/missing:9.9"))
