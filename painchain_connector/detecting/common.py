@@ -1,7 +1,8 @@
 """Helpers every kind's detection shares: ids, timestamps, size bounds, compact building blocks
 (the workload spec shared by Deployments, StatefulSets and DaemonSets is in workloads.py).
 
-Pure: no I/O and no clock reads (time comes from the objects or from `DetectContext`).
+Pure: no I/O and no clock reads (time comes from the objects, from when the Reflector saw
+them (`seen_at` on every compact), or from `DetectContext`).
 The only module state is the bounded tables behind `Shared`, which let identical
 tuples (the labels of 100 replicas, their container specs) be stored once; they change
 memory use, never a result.

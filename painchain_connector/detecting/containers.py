@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 KIND = "Pod"
 
+
 class Fact(NamedTuple):
     severity: int  # lower is more severe: it titles and identifies the merged event
     order: int  # place in the summary: what happened first comes first
@@ -25,12 +26,12 @@ class Fact(NamedTuple):
     title: str
     discriminators: tuple  # of the externalId: the same fact observed twice gets the same id
     stamp: datetime
-    words: str  # "exited with code 1 (Error)": the summary is "Container main " + all words
+    words: str  # "exited with code 1 (Error)": the summary is "Container main of pod x " + every fact's words
     fields: dict  # top-level data fields
     changed: dict  # entries of data["changed"]
 
 
-WAITING, TERMINATED, RESTARTED = 0, 1, 2  # severities (and, reversed, the order of events)
+WAITING, TERMINATED, RESTARTED = 0, 1, 2  # severities: a container that cannot run now leads
 
 
 def waiting_fact(old: PodCompact | None, prev: Container | None, c: Container, pod: PodCompact, ctx: DetectContext) -> Fact:
