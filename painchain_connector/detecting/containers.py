@@ -41,7 +41,10 @@ def waiting_fact(old: PodCompact | None, prev: Container | None, c: Container, p
         reason=c.reason,
         title=f"Pod {c.reason}: {pod.name}",
         discriminators=(c.name, c.restarts),
-        stamp=happened((c.finished, pod.ready_changed, pod.started), old=old, new=pod, ctx=ctx),
+        # A crash loop began when the container died; no object time says when an image pull
+        # failed (startTime or a readiness change would predate it): that is its observation.
+        stamp=happened((c.finished, pod.ready_changed) if c.reason == "CrashLoopBackOff" else (),
+                       old=old, new=pod, ctx=ctx),
         words=f"is waiting in {c.reason}" + (f": {c.message}" if c.message else ""),
         fields={"reason": c.reason, "message": c.message},
         changed={"waitingReason": old_new(prev.reason if prev else None, c.reason)},

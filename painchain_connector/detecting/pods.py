@@ -226,7 +226,8 @@ def _failed(old: PodCompact | None, new: PodCompact, ctx: DetectContext) -> Chan
     verb = "was evicted" if reason == "Evicted" else "failed" + (f" ({new.reason})" if new.reason else "")
     return make_change(
         title=f"Pod {reason}: {new.name}",
-        timestamp=happened((new.ready_changed, newest_exit), old=old, new=new, ctx=ctx),
+        # startTime last: a pod the kubelet refuses at admission (OutOfcpu, ...) fails as it starts
+        timestamp=happened((new.ready_changed, newest_exit, new.started), old=old, new=new, ctx=ctx),
         external_id=external_id(ctx, KIND, new.namespace, new.name, new.uid, reason, reason),
         namespace=new.namespace,
         kind=KIND,

@@ -360,3 +360,25 @@ def test_eviction_is_stamped_when_the_pod_stopped_being_ready():
     changes, _ = detect("pods", seen(pod(running()), "2024-05-01T11:00:00Z"), seen(evicted, "2024-05-01T12:00:00Z"),
                         deleted=False, ctx=CTX)
     assert [(c.reason, c.timestamp) for c in changes] == [("Evicted", datetime(2024, 5, 1, 11, 30, 0, tzinfo=UTC))]
+
+
+def test_image_pull_failure_is_stamped_at_its_observation_not_at_the_pods_start():
+    pulling = pod(waiting(reason="ContainerCreating"), phase="Pending")
+    failed = pod(waiting(reason="ErrImagePull"), phase="Pending", rv="101")
+    for obj in (pulling, failed):
+        obj["status"]["startTime"] = "2024-05-01T11:00:00Z"
+        for condition in obj["status"]["conditions"]:
+            condition["status"], condition["lastTransitionTime"] = "False", "2024-05-01T11:00:00Z"
+    changes, _ = detect("pods", seen(pulling, "2024-05-01T10:59:59Z"), seen(failed, "2024-05-01T11:00:04.5Z"),
+                        deleted=False, ctx=CTX)
+    assert [(c.reason, c.timestamp) for c in changes] == [
+        ("ErrImagePull", datetime(2024, 5, 1, 11, 0, 4, 500000, tzinfo=UTC))]
+
+
+def test_pod_refused_at_admission_is_stamped_at_its_start_time():
+    refused = pod(waiting(reason="ContainerCreating"), phase="Failed", reason="OutOfcpu", rv="101")
+    refused["status"]["startTime"] = "2024-05-01T11:00:00Z"
+    changes, _ = detect("pods", seen(pod(waiting(reason="ContainerCreating"), phase="Pending"), "2024-05-01T10:59:59Z"),
+                        seen(refused, "2024-05-01T11:00:30Z"), deleted=False, ctx=CTX)
+    assert [(c.reason, c.timestamp) for c in changes if c.reason != "Created"] == [
+        ("Failed", datetime(2024, 5, 1, 11, 0, 0, tzinfo=UTC))]
