@@ -155,7 +155,10 @@ def project(obj: Mapping[str, Any], seen_at: float | None = None) -> PodCompact:
         )
     )
     # When the pod stopped being ready: a True condition's transition says nothing about a failure.
-    not_ready = {c.get("type"): c.get("lastTransitionTime") for c in raw_conditions if c.get("status") == "False"}
+    ready_changed = None
+    for kind, condition_status, _ in conditions:
+        if condition_status == "False" and (kind == "ContainersReady" or (kind == "Ready" and ready_changed is None)):
+            ready_changed = next(c.get("lastTransitionTime") for c in raw_conditions if c.get("type") == kind)
     reason = status.get("reason")
     return PodCompact(
         uid=uid,
@@ -172,7 +175,7 @@ def project(obj: Mapping[str, Any], seen_at: float | None = None) -> PodCompact:
         conditions=conditions,
         containers=share_items(tuple(containers)),
         terminations=tuple(terminations),
-        ready_changed=not_ready.get("ContainersReady") or not_ready.get("Ready"),
+        ready_changed=ready_changed,
         started=status.get("startTime"),
         seen_at=seen_at,
     )
@@ -212,11 +215,12 @@ def detect(
         if prev is not None and container.restarts > prev.restarts:
             facts.setdefault(container.name, []).append(restarted_fact(old, prev, container, new, ctx))
     seen = {(t.container, t.container_id, t.finished_at) for t in old.terminations} if old is not None else set()
-    for t in sorted(new.terminations, key=lambda t: t.finished_at, reverse=True):  # the newest leads
-        if (t.container, t.container_id, t.finished_at) not in seen:
-            facts.setdefault(t.container, []).append(terminated_fact(t, new, ctx))
-    by_name = {c.name: c for c in new.containers}
-    changes += [container_change(new, by_name.get(name), found, ctx) for name, found in facts.items()]
+    fresh = [t for t in new.terminations if (t.container, t.container_id, t.finished_at) not in seen]
+    for t in sorted(fresh, key=lambda t: t.finished_at, reverse=True):  # the newest leads
+        facts.setdefault(t.container, []).append(terminated_fact(t, new, ctx))
+    if facts:
+        by_name = {c.name: c for c in new.containers}
+        changes += [container_change(new, by_name.get(name), found, ctx) for name, found in facts.items()]
     return changes, new
 
 
