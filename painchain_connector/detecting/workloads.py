@@ -160,7 +160,8 @@ def describe(d: WorkloadCompact) -> str:
     """'3 replicas of registry.example/app:1.0' (the words after "created: ")."""
     image = d.images[0][1] if d.images else "no image"
     more = f" (+{len(d.images) - 1} more containers)" if len(d.images) > 1 else ""
-    return (f"{d.replicas} replicas of " if d.replicas is not None else "") + image + more
+    replicas = "" if d.replicas is None else f"{d.replicas} replica{'' if d.replicas == 1 else 's'} of "
+    return replicas + image + more
 
 
 def _updated(kind: str, old: WorkloadCompact, new: WorkloadCompact, data: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -196,7 +197,8 @@ def spec_changes(kind: str, old: WorkloadCompact, new: WorkloadCompact, ctx: Det
                 namespace=new.namespace,
                 kind=kind,
                 reason="Scaled",
-                summary=f"{kind} {new.name} scaled from {old.replicas} to {new.replicas} replicas",
+                summary=f"{kind} {new.name} scaled from {old.replicas} to {new.replicas} replica"
+                + ("" if new.replicas == 1 else "s"),
                 data={"reason": "Scaled", **data, "previousReplicas": old.replicas,
                       "changed": {"replicas": old_new(old.replicas, new.replicas)}},
             )

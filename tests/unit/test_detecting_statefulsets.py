@@ -76,3 +76,11 @@ def test_vanished_statefulset_reports_deleted_at_observed_time():
     assert [c.title for c in changes] == ["StatefulSet Deleted: db"] and state is None
     assert changes[0].timestamp == OBSERVED
     json.dumps(changes[0].data)
+
+
+def test_summaries_count_replicas_in_words():
+    created = step(None, statefulset(replicas=1))[0][0]
+    assert created.data["summary"] == "StatefulSet db created: 1 replica of example.com/db:15"
+    scaled = step(statefulset(replicas=1), statefulset(generation=2, replicas=0, rv="101"))[0][0]
+    assert scaled.data["summary"] == "StatefulSet db scaled from 1 to 0 replicas"
+    assert (scaled.data["replicas"], scaled.data["previousReplicas"]) == (0, 1)  # 0 is a fact, not an empty field
