@@ -5,16 +5,28 @@
 """
 from __future__ import annotations
 
+from . import logo
+
 CLUSTERS_HELP = (
-    'JSON list of clusters. Token mode: [{"name": "prod", "server": "https://host:6443", '
-    '"token": "<service account token>", "certificate": "<base64 PEM CA, optional>", '
-    '"skipTLSVerify": false}]. Kubeconfig mode (development): [{"name": "dev", "context": "minikube"}].'
+    'A JSON list, one object per cluster, for example [{"name": "prod", "server": "https://host:6443", '
+    '"token": "<service account token>", "certificate": "<base64 of the PEM CA bundle, optional>"}]. '
+    '"skipTLSVerify": true skips certificate checks (never in production). Development only: '
+    '[{"name": "dev", "context": "minikube"}] uses a context of the connector\'s kubeconfig. '
+    'Each cluster is checked on its own: an invalid one is reported and the others are watched.'
+)
+# The PainChain UI pre-fills every textarea with JSON.parse(placeholder): a placeholder is a
+# default value, not an example. These two parse to harmless values (no cluster: the form
+# cannot be saved as is; every resource watched) and the examples live in the help text.
+CLUSTERS_PLACEHOLDER = "[]"
+RESOURCES_PLACEHOLDER = (
+    '{"pods": true, "deployments": true, "services": true, "statefulsets": true, "daemonsets": true, "events": true}'
 )
 
 METADATA: dict = {
     "id": "kubernetes",
     "displayName": "Kubernetes",
     "color": "#326ce5",
+    "logo": logo.data_uri(),
     "description": (
         "Watches Kubernetes clusters in real time and records significant changes: pod failures, "
         "crash loops, image pull errors, restarts, scaling, rollouts, creations and deletions, "
@@ -23,17 +35,17 @@ METADATA: dict = {
     "configSchema": {
         "fields": [
             {"key": "name", "label": "Name", "type": "text", "placeholder": "Production Cluster",
-             "required": True, "help": "A name for this integration."},
-            {"key": "tags", "label": "Tags", "type": "text", "placeholder": "production, eu-west",
-             "required": True, "help": "Tags added to every event of this integration."},
-            {"key": "clusters", "label": "Clusters", "type": "textarea", "placeholder": '[{"name": "prod", '
-             '"server": "https://host:6443", "token": "..."}]', "required": True, "help": CLUSTERS_HELP},
-            {"key": "namespaces", "label": "Namespaces", "type": "text", "placeholder": "default, prod",
-             "required": False, "help": "Namespaces to watch; empty watches all namespaces."},
-            {"key": "resources", "label": "Resources", "type": "textarea",
-             "placeholder": '{"pods": true, "deployments": true, "services": true, "statefulsets": true, '
-             '"daemonsets": true, "events": true}', "required": False,
-             "help": "Which resources to watch; an absent key means true."},
+             "required": True, "help": "A name for this integration, shown with its events."},
+            {"key": "tags", "label": "Tags", "type": "text", "placeholder": "production",
+             "required": True, "help": "Added to every event of this integration, e.g. production, eu-west."},
+            {"key": "clusters", "label": "Clusters", "type": "textarea", "placeholder": CLUSTERS_PLACEHOLDER,
+             "required": True, "help": CLUSTERS_HELP},
+            {"key": "namespaces", "label": "Namespaces", "type": "text", "placeholder": "all namespaces",
+             "required": False, "help": "Namespaces to watch, separated by commas or spaces (e.g. default, "
+             "payments). Blank watches all namespaces."},
+            {"key": "resources", "label": "Resources", "type": "textarea", "placeholder": RESOURCES_PLACEHOLDER,
+             "required": False, "help": 'A JSON object: set a resource to false to stop watching it, e.g. '
+             '{"events": false}. A missing key, or a blank field, means true.'},
         ]
     },
 }

@@ -192,8 +192,9 @@ class Reflector:
                 limit=self.timing.page_size, continue_token=continue_token,
                 read_timeout=self.timing.list_read_timeout,
             )
+            seen = self.wallclock().timestamp()  # when this version was observed (detect compares it)
             for obj in page.items:
-                compact = project(resource, obj)
+                compact = project(resource, obj, seen)
                 fresh[compact.uid] = (obj, compact)
             resource_version = page.resource_version
             continue_token = page.continue_token
@@ -269,7 +270,7 @@ class Reflector:
             self.apply(kind, obj)
 
     def apply(self, kind: str, obj: dict) -> None:
-        compact = self._project(self.key.resource, obj)
+        compact = self._project(self.key.resource, obj, self.wallclock().timestamp())
         objects = self.store.objects
         old = objects.get(compact.uid)
         deleted = kind == "DELETED"

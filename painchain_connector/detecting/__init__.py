@@ -14,11 +14,12 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..model import Change, DetectContext
-from . import daemonsets, deployments, events, pods, services, statefulsets
-from .common import WorkloadCompact
+from . import deployments, events, pods, services
 from .events import EventCompact
 from .pods import PodCompact
 from .services import ServiceCompact
+from .sets import DAEMONSETS, STATEFULSETS
+from .workloads import WorkloadCompact
 
 Compact = PodCompact | WorkloadCompact | ServiceCompact | EventCompact
 
@@ -26,8 +27,8 @@ RESOURCES: Mapping[str, str] = {
     "pods": pods.KIND,
     "deployments": deployments.KIND,
     "services": services.KIND,
-    "statefulsets": statefulsets.KIND,
-    "daemonsets": daemonsets.KIND,
+    "statefulsets": STATEFULSETS.kind,
+    "daemonsets": DAEMONSETS.kind,
     "events": events.KIND,
 }
 
@@ -35,23 +36,27 @@ _MODULES = {
     "pods": pods,
     "deployments": deployments,
     "services": services,
-    "statefulsets": statefulsets,
-    "daemonsets": daemonsets,
+    "statefulsets": STATEFULSETS,
+    "daemonsets": DAEMONSETS,
     "events": events,
 }
-_PROJECT: dict[str, Callable[[Mapping[str, Any]], Compact]] = {name: m.project for name, m in _MODULES.items()}
+_PROJECT: dict[str, Callable[[Mapping[str, Any], float | None], Compact]] = {name: m.project for name, m in _MODULES.items()}
 _DETECT = {name: m.detect for name, m in _MODULES.items()}
 
 __all__ = ["RESOURCES", "Compact", "detect", "project"]
 
 
-def project(resource: str, obj: Mapping[str, Any]) -> Compact:
-    """The compact projection of one raw object of `resource` (a key of RESOURCES)."""
+def project(resource: str, obj: Mapping[str, Any], seen_at: float | None = None) -> Compact:
+    """The compact projection of one raw object of `resource` (a key of RESOURCES).
+
+    `seen_at` (epoch seconds) is when the connector observed this version; it stays with
+    the stored compact, so the next change can tell a fresh object time from a stale one.
+    """
     try:
         projector = _PROJECT[resource]
     except KeyError:
         raise ValueError(f"unknown resource {resource!r}") from None
-    return projector(obj)
+    return projector(obj, seen_at)
 
 
 def detect(

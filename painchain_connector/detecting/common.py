@@ -1,6 +1,8 @@
-"""Helpers every kind's detection shares: ids, timestamps, size bounds, compact building blocks.
+"""Helpers every kind's detection shares: ids, timestamps, size bounds, compact building blocks
+(the workload spec shared by Deployments, StatefulSets and DaemonSets is in workloads.py).
 
-Pure: no I/O and no clock reads (time comes from the objects or from `DetectContext`).
+Pure: no I/O and no clock reads (time comes from the objects, from when the Reflector saw
+them (`seen_at` on every compact), or from `DetectContext`).
 The only module state is the bounded tables behind `Shared`, which let identical
 tuples (the labels of 100 replicas, their container specs) be stored once; they change
 memory use, never a result.
@@ -9,9 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
 
@@ -22,6 +24,7 @@ MAX_MESSAGE = 4096  # characters of a free-text message kept in a compact
 MAX_SHORT_MESSAGE = 1024  # container state / termination messages (per container)
 MAX_LABELS = 64  # label entries kept per map
 MAX_ITEMS = 20  # containers, ports, images listed in one change's data
+MAX_SUMMARY = 400  # characters of data["summary"], the one line a timeline shows
 MAX_DATA_CHARS = 64 * 1024  # hard guard on json.dumps(data); the backend answers 413 at 100 KB
 TRUNCATED = "…(truncated)"
 TRUNCATED_LABELS_KEY = "…(truncated)"  # never a valid label key, so it cannot collide
@@ -124,16 +127,6 @@ def meta_strings(obj: Mapping[str, Any]) -> tuple[Mapping[str, Any], str, str, s
     )
 
 
-def newest_spec_write(meta: Mapping[str, Any]) -> str | None:
-    """Time of the newest managedFields entry that is not a status write (RFC 3339 sorts)."""
-    newest = None
-    for entry in meta.get("managedFields") or ():
-        stamp = entry.get("time")
-        if stamp and entry.get("subresource") != "status" and (newest is None or stamp > newest):
-            newest = stamp
-    return newest
-
-
 # ---------------------------------------------------------------- time
 
 
@@ -150,14 +143,37 @@ def parse_time(value: str | None) -> datetime | None:
     return stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
 
 
-def observed(ctx: DetectContext) -> datetime:
+def observed(ctx: DetectContext, compact: Any = None) -> datetime:
+    """When `compact` (this version of the object) was observed; else the context's time."""
+    seen = getattr(compact, "seen_at", None)
+    if seen is not None:
+        return datetime.fromtimestamp(seen, UTC)
     stamp = ctx.observed_at
     return stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
 
 
-def when(value: str | None, ctx: DetectContext) -> datetime:
-    """The object's own time when it has one, else when the change was observed."""
-    return parse_time(value) or observed(ctx)
+def when(value: str | None, ctx: DetectContext, compact: Any = None) -> datetime:
+    """The object's own time when it has one, else when this version was observed."""
+    return parse_time(value) or observed(ctx, compact)
+
+
+def happened(candidates: Iterable[str | None], *, old: Any, new: Any, ctx: DetectContext) -> datetime:
+    """When the change from `old` to `new` happened: the first object time in `candidates`
+    that is newer than the moment the connector saw `old`, else when `new` was observed.
+
+    An object time that is not newer than our sighting of the previous version cannot be
+    this change's time: managedFields times do not move when a manager rewrites a field it
+    already owns, and a lastState or condition may still describe an earlier change. The
+    observation time is exact for a live watch event and an upper bound after a relist.
+    The sighting is the first one of that version (`seen_at`): no object time can move
+    without a new resourceVersion, so a later sighting would bound nothing more.
+    """
+    seen = getattr(old, "seen_at", None)
+    for value in candidates:
+        stamp = parse_time(value)
+        if stamp is not None and (seen is None or stamp.timestamp() > seen):
+            return stamp
+    return observed(ctx, new)
 
 
 # ---------------------------------------------------------------- ids and changes
@@ -198,8 +214,10 @@ def bounded(data: dict[str, Any]) -> dict[str, Any]:
 
 def make_change(
     *, title: str, timestamp: datetime, external_id: str, namespace: str | None, kind: str, reason: str,
-    data: dict[str, Any],
+    summary: str, data: dict[str, Any],
 ) -> Change:
+    """A Change whose data opens with a one-line `summary` and holds no null or empty field
+    (PainChain's detail view renders `data` generically: "Signal: null" is clutter)."""
     return Change(
         title=clip(title, 480) or kind,
         timestamp=timestamp,
@@ -207,203 +225,103 @@ def make_change(
         namespace=namespace or None,
         kind=kind,
         reason=reason,
-        data=bounded(data),
+        # summary, then reason: the two lines read first (dicts keep their first key position)
+        data=bounded(pruned({"summary": one_line(summary), "reason": data.get("reason"), **data})),
     )
 
 
-def listed(items: Iterable[dict[str, Any]], data: dict[str, Any], key: str) -> None:
-    """Put at most MAX_ITEMS of `items` under data[key]; mark data[key + 'Truncated'] if cut."""
+_EMPTY_KINDS = (str, list, dict)
+
+
+def pruned(data: dict[str, Any]) -> dict[str, Any]:
+    """`data` without its None, "", {} or [] fields, and without the unset side of each
+    `changed` entry (False and 0 are facts: kept). Nested values are built without empty
+    fields instead: a label's empty value is a real value, and this runs for every change."""
+    kept = {}
+    for key, item in data.items():
+        if item is None or (not item and type(item) in _EMPTY_KINDS):
+            continue
+        if key == "changed":
+            item = {field: {side: value for side, value in diff.items() if value is not None} if type(diff) is dict
+                    else diff for field, diff in item.items()}
+        kept[key] = item
+    return kept
+
+
+def one_line(text: str, limit: int = MAX_SUMMARY) -> str:
+    """Whitespace runs (newlines of a termination message) as one space, clipped."""
+    return clip(" ".join(text.split()), limit) or ""
+
+
+def listed(
+    items: Iterable[Any], data: dict[str, Any], key: str, describe: Callable[[Any], str] | None = None
+) -> None:
+    """Put at most MAX_ITEMS of `items` under data[key]; mark data[key + 'Truncated'] if cut.
+
+    With `describe`, data[key + 'Summary'] says the same in one string: a generic renderer
+    shows a list as "4 items", hiding what an engineer looks for.
+    """
     items = list(items)
     data[key] = items[:MAX_ITEMS]
+    if describe is not None and items:
+        text = "; ".join(describe(item) for item in items[:MAX_ITEMS])
+        if len(items) > MAX_ITEMS:
+            text += f"; and {len(items) - MAX_ITEMS} more"
+        data[key + "Summary"] = clip(text, MAX_SHORT_MESSAGE)
     if len(items) > MAX_ITEMS:
         data[key + "Truncated"] = True
         data[key + "Total"] = len(items)
+
+
+def and_join(parts: list[str]) -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
 def old_new(old: Any, new: Any) -> dict[str, Any]:
     return {"old": old, "new": new}
 
 
-# ---------------------------------------------------------------- workload spec (Deployment, StatefulSet, DaemonSet)
-
-
-class WorkloadCompact(NamedTuple):
-    """What detection keeps of a Deployment, StatefulSet or DaemonSet."""
-
-    uid: str
-    name: str
-    namespace: str
-    resource_version: str
-    created: str | None
-    deleted_at: str | None
-    generation: int
-    spec_time: str | None  # newest non-status managedFields time: when the spec was written
-    replicas: int | None  # spec.replicas (None for DaemonSets)
-    status: tuple  # kind-specific counts, named in each kind's module
-    images: tuple  # ((container, image), ...), init containers included
-    strategy: str
-    template_labels: tuple
-    env_count: int
-    restarted_at: str | None  # template annotation written by `kubectl rollout restart`
-    fingerprint: bytes  # digest of the spec without replicas
-    labels: tuple
-    observed_generation: int = 0
-    progressing: tuple | None = None  # Deployments: (status, reason, lastTransitionTime, lastUpdateTime)
-    done_generation: int = 0  # Deployments: generation whose rollout outcome is already known
-
-
-def strategy_summary(strategy: Mapping[str, Any] | None) -> str:
-    """`RollingUpdate(maxSurge=25%, maxUnavailable=25%)`, `Recreate`, `OnDelete`..."""
-    if not strategy:
-        return ""
-    kind = strategy.get("type") or ""
-    params = strategy.get("rollingUpdate")
-    if params:
-        kind += "(" + ", ".join(f"{key}={params[key]}" for key in sorted(params)) + ")"
-    return istr(kind)
-
-
-def project_workload(
-    obj: Mapping[str, Any], *, scalable: bool, status: tuple, strategy: Mapping[str, Any] | None, **extra: Any
-) -> WorkloadCompact:
-    meta, uid, name, namespace, resource_version = meta_strings(obj)
-    spec = obj.get("spec") or {}
-    template = spec.get("template") or {}
-    template_meta = template.get("metadata") or {}
-    pod_spec = template.get("spec") or {}
-    containers = list(pod_spec.get("initContainers") or ()) + list(pod_spec.get("containers") or ())
-    images = share_items(tuple((istr(c.get("name")), istr(c.get("image"))) for c in containers))
-    rest = {key: value for key, value in spec.items() if key != "replicas"}
-    digest = hashlib.blake2b(orjson.dumps(rest, option=orjson.OPT_SORT_KEYS), digest_size=8).digest()
-    return WorkloadCompact(
-        uid=uid,
-        name=name,
-        namespace=namespace,
-        resource_version=resource_version,
-        created=meta.get("creationTimestamp"),
-        deleted_at=meta.get("deletionTimestamp"),
-        generation=meta.get("generation") or 0,
-        spec_time=newest_spec_write(meta),
-        replicas=spec.get("replicas", 1) if scalable else None,  # the apiserver defaults it to 1
-        status=status,
-        images=images,
-        strategy=strategy_summary(strategy),
-        template_labels=project_labels(template_meta.get("labels")),
-        env_count=sum(len(c.get("env") or ()) for c in containers),
-        restarted_at=(template_meta.get("annotations") or {}).get("kubectl.kubernetes.io/restartedAt"),
-        fingerprint=digest,
-        labels=project_labels(meta.get("labels")),
-        **extra,
-    )
-
-
-def spec_differences(old: WorkloadCompact, new: WorkloadCompact) -> dict[str, Any]:
-    """What changed in the spec besides replicas, in the terms a user reads a diff in."""
-    changed: dict[str, Any] = {}
-    if old.images != new.images:
-        before, after = dict(old.images), dict(new.images)
-        images = {
-            container: old_new(before.get(container), after.get(container))
-            for container in list(before) + [c for c in after if c not in before]
-            if before.get(container) != after.get(container)
-        }
-        changed["images"] = dict(list(images.items())[:MAX_ITEMS])
-    if old.strategy != new.strategy:
-        changed["strategy"] = old_new(old.strategy, new.strategy)
-    if old.template_labels != new.template_labels:
-        changed["templateLabels"] = old_new(labels_dict(old.template_labels), labels_dict(new.template_labels))
-    if old.env_count != new.env_count:
-        changed["envCount"] = old_new(old.env_count, new.env_count)
-    if old.restarted_at != new.restarted_at:
-        changed["restartedAt"] = old_new(old.restarted_at, new.restarted_at)
-    if not changed and old.fingerprint != new.fingerprint:
-        changed["other"] = "pod template or spec fields not summarized here"
-    return changed
-
-
-def images_data(images: tuple) -> list[dict[str, str]]:
-    return [{"container": container, "image": image} for container, image in images]
-
-
 def lifecycle(
-    kind: str, old: WorkloadCompact | None, new: WorkloadCompact | None, *, deleted: bool, ctx: DetectContext, data
-) -> tuple[list[Change], WorkloadCompact | None] | None:
-    """Created / Deleted, shared by every workload kind; None when neither applies."""
+    kind: str, old: Any, new: Any, *, deleted: bool, ctx: DetectContext, data, describe=None
+) -> tuple[list[Change], Any] | None:
+    """Created / Deleted, shared by every kind but pods; None when neither applies.
+
+    `data(compact)` builds the event data, `describe(compact)` the words after "created: ".
+    """
     if deleted:
         last = new or old
         if last is None:
             return [], None
-        return [gone(kind, last, ctx, data(last))], None
+        return [gone(kind, last, ctx, data(last), describe(last) if describe else "")], None
     if new is None:
         return [], old
     if old is None:
-        return [born(kind, new, ctx, data(new))], new
+        return [born(kind, new, ctx, data(new), describe(new) if describe else "")], new
     return None
 
 
-def born(kind: str, compact, ctx: DetectContext, data: dict[str, Any]) -> Change:
+def born(kind: str, compact, ctx: DetectContext, data: dict[str, Any], detail: str = "") -> Change:
     return make_change(
         title=f"{kind} Created: {compact.name}",
-        timestamp=when(compact.created, ctx),
+        timestamp=when(compact.created, ctx, compact),
         external_id=external_id(ctx, kind, compact.namespace, compact.name, compact.uid, "Created"),
         namespace=compact.namespace,
         kind=kind,
         reason="Created",
-        data=data,
+        summary=f"{kind} {compact.name} created" + (f": {detail}" if detail else ""),
+        data={"reason": "Created", **data},
     )
 
 
-def gone(kind: str, compact, ctx: DetectContext, data: dict[str, Any]) -> Change:
+def gone(kind: str, compact, ctx: DetectContext, data: dict[str, Any], detail: str = "") -> Change:
     return make_change(
         title=f"{kind} Deleted: {compact.name}",
-        timestamp=when(compact.deleted_at, ctx),
+        timestamp=when(compact.deleted_at, ctx, compact),
         external_id=external_id(ctx, kind, compact.namespace, compact.name, compact.uid, "Deleted"),
         namespace=compact.namespace,
         kind=kind,
         reason="Deleted",
-        data=data,
+        summary=f"{kind} {compact.name} deleted" + (f" (was: {detail})" if detail else ""),
+        data={"reason": "Deleted", **data},
     )
-
-
-def spec_changes(kind: str, old: WorkloadCompact, new: WorkloadCompact, ctx: DetectContext, data: dict[str, Any]) -> list[Change]:
-    """Scaled (spec.replicas changed) and Updated (generation bumped by anything else)."""
-    changes = []
-    scaled = new.replicas is not None and old.replicas != new.replicas
-    stamp = when(new.spec_time, ctx)
-    if scaled:
-        changes.append(
-            make_change(
-                title=f"{kind} Scaled: {new.name} ({old.replicas} → {new.replicas})",
-                timestamp=stamp,
-                external_id=external_id(ctx, kind, new.namespace, new.name, new.uid, "Scaled", new.generation),
-                namespace=new.namespace,
-                kind=kind,
-                reason="Scaled",
-                data={**data, "changed": {"replicas": old_new(old.replicas, new.replicas)}},
-            )
-        )
-    if new.generation > old.generation and (old.fingerprint != new.fingerprint or not scaled):
-        changes.append(
-            make_change(
-                title=f"{kind} Updated: {new.name}",
-                timestamp=stamp,
-                external_id=external_id(ctx, kind, new.namespace, new.name, new.uid, "Updated", new.generation),
-                namespace=new.namespace,
-                kind=kind,
-                reason="Updated",
-                data={**data, "changed": spec_differences(old, new), "generation": old_new(old.generation, new.generation)},
-            )
-        )
-    return changes
-
-
-def detect_workload(
-    kind: str, old: WorkloadCompact | None, new: WorkloadCompact | None, *, deleted: bool, ctx: DetectContext,
-    data,
-) -> tuple[list[Change], WorkloadCompact | None]:
-    """Created/Deleted, then Scaled/Updated from the spec: the whole rule set of StatefulSets
-    and DaemonSets (Deployments add their rollout outcome on top)."""
-    outcome = lifecycle(kind, old, new, deleted=deleted, ctx=ctx, data=data)
-    if outcome is not None:
-        return outcome
-    return spec_changes(kind, old, new, ctx, data(new)), new

@@ -10,20 +10,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..model import Change, DetectContext
-from .common import (
-    WorkloadCompact,
-    born,
-    external_id,
-    images_data,
-    istr,
-    labels_dict,
-    lifecycle,
-    listed,
-    make_change,
-    project_workload,
-    spec_changes,
-    when,
-)
+from .common import born, external_id, happened, istr, lifecycle, make_change
+from .workloads import WorkloadCompact, describe, project_workload, spec_changes, workload_data
 
 KIND = "Deployment"
 NEW_RS_AVAILABLE = "NewReplicaSetAvailable"
@@ -32,7 +20,7 @@ DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
 READY, AVAILABLE, UPDATED, CURRENT = range(4)
 
 
-def project(obj: Mapping[str, Any]) -> WorkloadCompact:
+def project(obj: Mapping[str, Any], seen_at: float | None = None) -> WorkloadCompact:
     spec = obj.get("spec") or {}
     status = obj.get("status") or {}
     progressing = None
@@ -66,6 +54,7 @@ def project(obj: Mapping[str, Any]) -> WorkloadCompact:
         observed_generation=observed,
         progressing=progressing,
         done_generation=generation if finished else 0,
+        seen_at=seen_at,
     )
 
 
@@ -85,10 +74,10 @@ def detect(
     old: WorkloadCompact | None, new: WorkloadCompact | None, *, deleted: bool, ctx: DetectContext
 ) -> tuple[list[Change], WorkloadCompact | None]:
     if deleted or new is None:
-        return lifecycle(KIND, old, new, deleted=deleted, ctx=ctx, data=_data)
+        return lifecycle(KIND, old, new, deleted=deleted, ctx=ctx, data=_data, describe=describe)
     changes: list[Change] = []
     if old is None:
-        changes.append(born(KIND, new, ctx, _data(new)))
+        changes.append(born(KIND, new, ctx, _data(new), describe(new)))
         done = 0  # new to us: its first rollout is news
     else:
         changes += spec_changes(KIND, old, new, ctx, _data(new))
@@ -97,39 +86,33 @@ def detect(
         if pure_scale and new.generation > old.generation and done >= old.generation:
             done = new.generation  # scaling starts no rollout: nothing to complete
     if _stuck(new) and not _stuck(old):
-        changes.append(_outcome(new, ctx, "RolloutStuck", "Rollout Stuck", new.progressing[2]))
+        changes.append(_outcome(old, new, ctx, "RolloutStuck", "Rollout Stuck", new.progressing[2]))
     if _complete(new) and done < new.generation:
         finished_at = new.progressing[3] if new.progressing and new.progressing[1] == NEW_RS_AVAILABLE else None
-        changes.append(_outcome(new, ctx, "RolloutComplete", "Rollout Complete", finished_at))
+        changes.append(_outcome(old, new, ctx, "RolloutComplete", "Rollout Complete", finished_at))
         done = new.generation
     return changes, (new if done == new.done_generation else new._replace(done_generation=done))
 
 
-def _outcome(d: WorkloadCompact, ctx: DetectContext, reason: str, words: str, stamp: str | None) -> Change:
+def _outcome(
+    old: WorkloadCompact | None, d: WorkloadCompact, ctx: DetectContext, reason: str, words: str, stamp: str | None
+) -> Change:
     status, why = (d.progressing or (None, None, None, None))[:2]
+    counts = f"{d.status[UPDATED]}/{d.replicas} updated, {d.status[AVAILABLE]} available"
     return make_change(
         title=f"Deployment {words}: {d.name}",
-        timestamp=when(stamp, ctx),
+        timestamp=happened((stamp,), old=old, new=d, ctx=ctx),
         external_id=external_id(ctx, KIND, d.namespace, d.name, d.uid, reason, d.generation),
         namespace=d.namespace,
         kind=KIND,
         reason=reason,
-        data={**_data(d), "generation": d.generation, "progressing": {"status": status, "reason": why}},
+        summary=f"Deployment {d.name} {words.lower()} at generation {d.generation}"
+        + (f" ({why})" if why else "") + f": {counts}",
+        data={"reason": why or reason, **_data(d), "progressing": status},
     )
 
 
 def _data(d: WorkloadCompact) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "name": d.name,
-        "namespace": d.namespace,
-        "replicas": {
-            "desired": d.replicas,
-            "ready": d.status[READY],
-            "available": d.status[AVAILABLE],
-            "updated": d.status[UPDATED],
-        },
-        "strategy": d.strategy,
-    }
-    listed(images_data(d.images), data, "images")
-    data["labels"] = labels_dict(d.labels)
-    return data
+    return workload_data(
+        d, {"readyReplicas": d.status[READY], "availableReplicas": d.status[AVAILABLE], "updatedReplicas": d.status[UPDATED]}
+    )

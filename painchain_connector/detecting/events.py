@@ -47,13 +47,14 @@ class EventCompact(NamedTuple):
     source: str
     reported_count: int  # bookkeeping: count at the last report (a baseline counts as reported)
     reported_last: str | None  # bookkeeping: `last` at the last report
+    seen_at: float | None = None  # epoch seconds when the connector first saw this version
 
 
 def _reported(event_type: str, reason: str) -> bool:
     return event_type == "Warning" or (event_type == "Normal" and reason in NORMAL_REASONS)
 
 
-def project(obj: Mapping[str, Any]) -> EventCompact:
+def project(obj: Mapping[str, Any], seen_at: float | None = None) -> EventCompact:
     _, uid, name, namespace, resource_version = meta_strings(obj)
     series = obj.get("series") or {}  # absent (or null) on Events created through core/v1
     event_type = istr(obj.get("type") or "Normal")
@@ -77,6 +78,7 @@ def project(obj: Mapping[str, Any]) -> EventCompact:
         source=istr(source.get("component") or obj.get("reportingComponent")),
         reported_count=count,
         reported_last=last,
+        seen_at=seen_at,
     )
 
 
@@ -107,11 +109,13 @@ def _change(e: EventCompact, ctx: DetectContext) -> Change:
     kind, name, namespace = e.involved
     return make_change(
         title=f"K8s Event [{e.type}]: {e.reason} - {kind}/{name}",
-        timestamp=when(e.last, ctx),
+        timestamp=when(e.last, ctx, e),
         external_id=external_id(ctx, KIND, e.namespace, e.name, e.uid, e.reason or "-", e.count),
         namespace=e.namespace,
         kind=KIND,
         reason=e.reason,
+        summary=f"{e.type} {e.reason} on {kind}/{name}" + (f" from {e.source}" if e.source else "")
+        + (f": {e.message}" if e.message else "") + (f" ({e.count} times)" if e.count > 1 else ""),
         data={
             "reason": e.reason,
             "message": e.message,
@@ -119,7 +123,7 @@ def _change(e: EventCompact, ctx: DetectContext) -> Change:
             "count": e.count,
             "firstTimestamp": e.first,
             "lastTimestamp": e.last,
-            "involvedObject": {"kind": kind, "name": name, "namespace": namespace or None},
+            "involvedObject": {key: value for key, value in (("kind", kind), ("name", name), ("namespace", namespace)) if value},
             "source": e.source,
         },
     )

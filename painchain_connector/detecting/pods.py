@@ -1,5 +1,6 @@
 """Pods: Created (first seen beyond Pending), Deleted, container waiting problems, non-zero
-terminations, restarts, and the transition into the Failed phase (Evicted or otherwise).
+terminations, restarts (one event per container per update: containers.py), and the
+transition into the Failed phase (Evicted or otherwise).
 
 Routine updates (ready flips, IP assignment, condition timestamps) change nothing here:
 the compact keeps none of those fields, and every rule compares the compacts.
@@ -18,18 +19,16 @@ from .common import (
     clip,
     external_id,
     gone,
+    happened,
     istr,
-    labels_dict,
-    listed,
     make_change,
     meta_strings,
     old_new,
     project_labels,
     share_items,
-    when,
 )
+from .containers import KIND, Fact, container_change, pod_data, restarted_fact, terminated_fact, waiting_fact, where
 
-KIND = "Pod"
 PENDING = "Pending"
 FAILED = "Failed"
 # Waiting reasons reported on the transition into them. The kubelet flips an image pull
@@ -46,6 +45,7 @@ class Container(NamedTuple):
     state: str  # "waiting" | "running" | "terminated" | "" (no status yet)
     reason: str | None  # of the current state
     message: str | None  # kept only for reported waiting reasons, clipped
+    finished: str | None = None  # finishedAt of its newest termination (state, else lastState)
 
 
 class Termination(NamedTuple):
@@ -75,6 +75,9 @@ class PodCompact(NamedTuple):
     conditions: tuple  # ((type, status, reason), ...)
     containers: tuple[Container, ...]
     terminations: tuple[Termination, ...]  # non-zero exits in state / lastState
+    ready_changed: str | None = None  # lastTransitionTime of ContainersReady (else Ready) when False
+    started: str | None = None  # status.startTime
+    seen_at: float | None = None  # epoch seconds when the connector first saw this version
 
 
 def _termination(name: str, terminated: Mapping[str, Any], into: list) -> None:
@@ -99,7 +102,7 @@ def _container(spec: Mapping[str, Any], init: bool, status: Mapping[str, Any] | 
     if status is None:
         return share_items(Container(name, image, init, False, 0, "", None, None))
     state = status.get("state") or {}
-    kind, detail, message = "", None, None
+    kind, detail, message, finished = "", None, None, None
     if "waiting" in state:
         kind, detail = "waiting", state["waiting"] or {}
         if detail.get("reason") in WAITING_FAMILY:
@@ -109,9 +112,11 @@ def _container(spec: Mapping[str, Any], init: bool, status: Mapping[str, Any] | 
     elif "terminated" in state:
         kind, detail = "terminated", state["terminated"] or {}
         _termination(name, detail, terminations)
+        finished = detail.get("finishedAt")
     last = (status.get("lastState") or {}).get("terminated")
     if last:
         _termination(name, last, terminations)
+        finished = finished or last.get("finishedAt")
     reason = detail.get("reason") if detail else None
     return share_items(
         Container(
@@ -123,11 +128,12 @@ def _container(spec: Mapping[str, Any], init: bool, status: Mapping[str, Any] | 
             kind,
             istr(reason) if reason else None,
             message,
+            finished,
         )
     )
 
 
-def project(obj: Mapping[str, Any]) -> PodCompact:
+def project(obj: Mapping[str, Any], seen_at: float | None = None) -> PodCompact:
     meta, uid, name, namespace, resource_version = meta_strings(obj)
     spec = obj.get("spec") or {}
     status = obj.get("status") or {}
@@ -141,12 +147,18 @@ def project(obj: Mapping[str, Any]) -> PodCompact:
         if specs:
             by_name = {s.get("name"): s for s in statuses} if statuses else {}
             containers += [_container(c, init, by_name.get(c.get("name")), terminations) for c in specs]
+    raw_conditions = status.get("conditions") or ()
     conditions = share_items(
         tuple(
             (istr(c.get("type")), istr(c.get("status")), istr(c["reason"]) if c.get("reason") else None)
-            for c in status.get("conditions") or ()
+            for c in raw_conditions
         )
     )
+    # When the pod stopped being ready: a True condition's transition says nothing about a failure.
+    ready_changed = None
+    for kind, condition_status, _ in conditions:
+        if condition_status == "False" and (kind == "ContainersReady" or (kind == "Ready" and ready_changed is None)):
+            ready_changed = next(c.get("lastTransitionTime") for c in raw_conditions if c.get("type") == kind)
     reason = status.get("reason")
     return PodCompact(
         uid=uid,
@@ -163,6 +175,9 @@ def project(obj: Mapping[str, Any]) -> PodCompact:
         conditions=conditions,
         containers=share_items(tuple(containers)),
         terminations=tuple(terminations),
+        ready_changed=ready_changed,
+        started=status.get("startTime"),
+        seen_at=seen_at,
     )
 
 
@@ -178,127 +193,55 @@ def detect(
         # A pod never seen beyond Pending was never reported Created: its deletion is not news.
         if last is None or not (_beyond_pending(old) or _beyond_pending(new)):
             return [], None
-        return [gone(KIND, last, ctx, _data(last))], None
+        return [gone(KIND, last, ctx, pod_data(last), where(last))], None
     if new is None:
         return [], old
     changes: list[Change] = []
     if _beyond_pending(new) and not _beyond_pending(old):
-        changes.append(born(KIND, new, ctx, _data(new, changed={"phase": old_new(old.phase if old else None, new.phase)})))
+        previous = old.phase if old else None
+        data = pod_data(new, previousPhase=previous, changed={"phase": old_new(previous, new.phase)})
+        changes.append(born(KIND, new, ctx, data, where(new)))
     if new.deleted_at:
         return changes, new
     if new.phase == FAILED and (old is None or old.phase != FAILED):
         changes.append(_failed(old, new, ctx))
+    facts: dict[str, list[Fact]] = {}
     before = {(c.init, c.name): c for c in old.containers} if old is not None else {}
     for container in new.containers:
         prev = before.get((container.init, container.name))
         family = WAITING_FAMILY.get(container.reason) if container.state == "waiting" else None
         if family and (prev is None or prev.state != "waiting" or WAITING_FAMILY.get(prev.reason) != family):
-            changes.append(_waiting(prev, container, new, ctx))
+            facts.setdefault(container.name, []).append(waiting_fact(old, prev, container, new, ctx))
         if prev is not None and container.restarts > prev.restarts:
-            changes.append(_restarted(prev, container, new, ctx))
+            facts.setdefault(container.name, []).append(restarted_fact(old, prev, container, new, ctx))
     seen = {(t.container, t.container_id, t.finished_at) for t in old.terminations} if old is not None else set()
-    changes += [_terminated(t, new, ctx) for t in new.terminations if (t.container, t.container_id, t.finished_at) not in seen]
+    fresh = [t for t in new.terminations if (t.container, t.container_id, t.finished_at) not in seen]
+    for t in sorted(fresh, key=lambda t: t.finished_at, reverse=True):  # the newest leads
+        facts.setdefault(t.container, []).append(terminated_fact(t, new, ctx))
+    if facts:
+        by_name = {c.name: c for c in new.containers}
+        changes += [container_change(new, by_name.get(name), found, ctx) for name, found in facts.items()]
     return changes, new
-
-
-def _container_data(c: Container) -> dict[str, Any]:
-    data = {"name": c.name, "image": c.image, "ready": c.ready, "restartCount": c.restarts, "state": c.state}
-    if c.reason:
-        data["stateReason"] = c.reason
-    if c.init:
-        data["init"] = True
-    return data
-
-
-def _data(pod: PodCompact, **extra: Any) -> dict[str, Any]:
-    data: dict[str, Any] = {"pod": pod.name, "namespace": pod.namespace, "phase": pod.phase, "node": pod.node}
-    listed((_container_data(c) for c in pod.containers), data, "containers")
-    data["labels"] = labels_dict(pod.labels)
-    listed(({"type": t, "status": s, "reason": r} for t, s, r in pod.conditions), data, "conditions")
-    data.update(extra)
-    return data
-
-
-def _change(pod: PodCompact, ctx: DetectContext, *, reason: str, title: str, stamp, discriminators: tuple, data: dict) -> Change:
-    return make_change(
-        title=title,
-        timestamp=stamp,
-        external_id=external_id(ctx, KIND, pod.namespace, pod.name, pod.uid, reason, *discriminators),
-        namespace=pod.namespace,
-        kind=KIND,
-        reason=reason,
-        data=data,
-    )
 
 
 def _failed(old: PodCompact | None, new: PodCompact, ctx: DetectContext) -> Change:
     reason = "Evicted" if new.reason == "Evicted" else FAILED
-    return _change(
-        new,
-        ctx,
-        reason=reason,
+    newest_exit = max((c.finished for c in new.containers if c.finished), default=None)
+    verb = "was evicted" if reason == "Evicted" else "failed" + (f" ({new.reason})" if new.reason else "")
+    return make_change(
         title=f"Pod {reason}: {new.name}",
-        stamp=when(None, ctx),
-        discriminators=(reason,),
-        data=_data(
+        # startTime last: a pod the kubelet refuses at admission (OutOfcpu, ...) fails as it starts
+        timestamp=happened((new.ready_changed, newest_exit, new.started), old=old, new=new, ctx=ctx),
+        external_id=external_id(ctx, KIND, new.namespace, new.name, new.uid, reason, reason),
+        namespace=new.namespace,
+        kind=KIND,
+        reason=reason,
+        summary=f"Pod {new.name} {verb}" + (f": {new.message}" if new.message else ""),
+        data=pod_data(
             new,
-            reason=new.reason,
+            reason=new.reason or reason,
             message=new.message,
+            previousPhase=old.phase if old else None,
             changed={"phase": old_new(old.phase if old else None, new.phase)},
-        ),
-    )
-
-
-def _waiting(prev: Container | None, c: Container, pod: PodCompact, ctx: DetectContext) -> Change:
-    return _change(
-        pod,
-        ctx,
-        reason=c.reason,
-        title=f"Pod {c.reason}: {pod.name}",
-        stamp=when(None, ctx),
-        discriminators=(c.name, c.restarts),
-        data=_data(
-            pod,
-            container=c.name,
-            message=c.message,
-            changed={"waitingReason": old_new(prev.reason if prev else None, c.reason)},
-        ),
-    )
-
-
-def _restarted(prev: Container, c: Container, pod: PodCompact, ctx: DetectContext) -> Change:
-    return _change(
-        pod,
-        ctx,
-        reason="Restarted",
-        title=f"Pod Restarted: {pod.name} (restarts {prev.restarts} → {c.restarts})",
-        stamp=when(None, ctx),
-        discriminators=(c.name, c.restarts),
-        data=_data(pod, container=c.name, changed={"restartCount": old_new(prev.restarts, c.restarts)}),
-    )
-
-
-def _terminated(t: Termination, pod: PodCompact, ctx: DetectContext) -> Change:
-    short_id = t.container_id.rpartition("://")[2][:12] or "-"
-    detail = f"exit {t.exit_code}" + (f", {t.reason}" if t.reason else "")
-    return _change(
-        pod,
-        ctx,
-        reason="Terminated",
-        title=f"Pod Container Terminated: {pod.name} ({t.container}: {detail})",
-        stamp=when(t.finished_at, ctx),
-        discriminators=(t.container, short_id, t.finished_at or "-"),
-        data=_data(
-            pod,
-            container=t.container,
-            termination={
-                "container": t.container,
-                "exitCode": t.exit_code,
-                "reason": t.reason,
-                "signal": t.signal,
-                "finishedAt": t.finished_at,
-                "containerID": t.container_id,
-                "message": t.message,
-            },
         ),
     )

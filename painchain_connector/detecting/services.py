@@ -29,9 +29,10 @@ class ServiceCompact(NamedTuple):
     cluster_ip: str | None
     ports: tuple  # ((name, port, targetPort, protocol, nodePort), ...)
     labels: tuple
+    seen_at: float | None = None  # epoch seconds when the connector first saw this version
 
 
-def project(obj: Mapping[str, Any]) -> ServiceCompact:
+def project(obj: Mapping[str, Any], seen_at: float | None = None) -> ServiceCompact:
     meta, uid, name, namespace, resource_version = meta_strings(obj)
     spec = obj.get("spec") or {}
     ports = share_items(
@@ -51,13 +52,14 @@ def project(obj: Mapping[str, Any]) -> ServiceCompact:
         cluster_ip=spec.get("clusterIP"),
         ports=ports,
         labels=project_labels(meta.get("labels")),
+        seen_at=seen_at,
     )
 
 
 def detect(
     old: ServiceCompact | None, new: ServiceCompact | None, *, deleted: bool, ctx: DetectContext
 ) -> tuple[list[Change], ServiceCompact | None]:
-    outcome = lifecycle(KIND, old, new, deleted=deleted, ctx=ctx, data=_data)
+    outcome = lifecycle(KIND, old, new, deleted=deleted, ctx=ctx, data=_data, describe=_describe)
     return outcome if outcome is not None else ([], new)
 
 
@@ -70,11 +72,26 @@ def _data(service: ServiceCompact) -> dict[str, Any]:
     }
     listed(
         (
-            {"name": name, "port": port, "targetPort": target, "protocol": protocol, "nodePort": node_port}
+            {key: value for key, value in (("name", name), ("port", port), ("targetPort", target), ("protocol", protocol),
+                                           ("nodePort", node_port)) if value is not None and value != ""}
             for name, port, target, protocol, node_port in service.ports
         ),
         data,
         "ports",
+        _port_words,
     )
     data["labels"] = labels_dict(service.labels)
     return data
+
+
+def _port_words(p: dict[str, Any]) -> str:
+    """'http 80→8080/TCP (node 30080)'."""
+    target = f"→{p['targetPort']}" if p.get("targetPort") not in (None, p.get("port")) else ""
+    node = f" (node {p['nodePort']})" if p.get("nodePort") else ""
+    return (f"{p['name']} " if p.get("name") else "") + f"{p.get('port', '?')}{target}/{p['protocol']}{node}"
+
+
+def _describe(service: ServiceCompact) -> str:
+    """'ClusterIP 10.96.0.12, 2 ports'."""
+    ports = f", {len(service.ports)} port{'s' if len(service.ports) != 1 else ''}" if service.ports else ""
+    return service.type + (f" {service.cluster_ip}" if service.cluster_ip else "") + ports

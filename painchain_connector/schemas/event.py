@@ -27,6 +27,34 @@ class UtcTimestamp(fields.Field):
         return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
+def _fields(kind: str, names: str, description: str) -> dict:
+    return {name: {"type": kind, "description": description} for name in names.split()}
+
+
+# What `data` carries (README, "Event reference"). Shaped for PainChain's generic detail
+# view: the facts read first are top-level scalars, every list has a one-line `...Summary`
+# string beside it, and no field is ever null or empty (absent instead).
+DATA_PROPERTIES: dict = {
+    "summary": {"type": "string", "description": "one human line saying what happened; always present"},
+    "reason": {"type": "string", "description": "the most specific Kubernetes reason: CrashLoopBackOff, OOMKilled, "
+               "Evicted, ProgressDeadlineExceeded, an Event's reason; else the change (Created, Scaled, ...)"},
+    **_fields("string", "pod name namespace node phase previousPhase container image previousImage state strategy "
+              "type clusterIP source message terminationReason terminationMessage finishedAt containerID progressing "
+              "firstTimestamp lastTimestamp", "see the README's event reference"),
+    **_fields("integer", "exitCode signal restartCount previousRestartCount replicas previousReplicas readyReplicas "
+              "availableReplicas updatedReplicas currentReplicas desiredNumberScheduled currentNumberScheduled "
+              "numberReady numberUnavailable generation previousGeneration count", "see the README's event reference"),
+    **_fields("string", "containersSummary conditionsSummary imagesSummary portsSummary",
+              "the list beside it in one line (a generic renderer shows a list as 'N items')"),
+    **_fields("array", "containers conditions images ports", "at most 20 entries; ...Truncated/...Total when cut"),
+    "facts": {"type": "array", "items": {"type": "string"},
+              "description": "when one update of one container carried several facts, all of them, most severe first"},
+    "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+    "changed": {"type": "object", "description": "what changed, as {field: {old, new}}; an absent old was unset"},
+    "involvedObject": {"type": "object", "description": "the object a Kubernetes Event is about: kind, name, namespace"},
+}
+
+
 class PainChainEventSchema(Schema):
     """POST /events body (see the backend contract, section 3)."""
 
@@ -36,7 +64,7 @@ class PainChainEventSchema(Schema):
     timestamp = UtcTimestamp(required=True, metadata={"type": "string", "format": "date-time"})
     integration_id = fields.String(required=True, data_key="integrationId")
     external_id = fields.String(required=True, data_key="externalId", metadata={"description": "dedupe key"})
-    data = fields.Dict(required=True)
+    data = fields.Dict(required=True, metadata={"properties": DATA_PROPERTIES, "additionalProperties": True})
     tags = fields.List(fields.String(), required=True)
 
 

@@ -44,13 +44,36 @@ def test_crash_loop_is_reported_on_each_entry_not_on_each_status_update(control_
                     container(waiting("CrashLoopBackOff", f"back-off {backoff} restarting failed container"), restarts=1))
         set_pod(kube, namespace, "crashy", container(RUNNING, restarts=2))
         set_pod(kube, namespace, "crashy", container(waiting("CrashLoopBackOff", "back-off 80s"), restarts=2))
+        # The first entry and its restart (0 → 1) arrive in one status update: one event.
         assert settled(kube, namespace, collector, "pods") == [
-            "Pod Created: crashy", "Pod CrashLoopBackOff: crashy", "Pod Restarted: crashy (restarts 0 → 1)",
+            "Pod Created: crashy", "Pod CrashLoopBackOff: crashy",
             "Pod Restarted: crashy (restarts 1 → 2)", "Pod CrashLoopBackOff: crashy"]
         loops = [c for _, c in collector.items if c.reason == "CrashLoopBackOff"]
         assert [c.data["message"] for c in loops] == ["back-off 10s restarting failed container", "back-off 80s"]
         assert loops[0].data["container"] == "main"
+        assert (loops[0].data["restartCount"], loops[0].data["previousRestartCount"]) == (1, 0)
         assert loops[0].external_id != loops[1].external_id
+
+
+def test_crash_with_restart_and_back_off_in_one_status_update_is_one_event(control_plane, kube, namespace):
+    first = terminated(1, "Error", cid="containerd://aaaaaaaaaaaa", finished="2024-05-01T10:05:00Z")
+    second = terminated(1, "Error", cid="containerd://bbbbbbbbbbbb", finished="2024-05-01T10:06:00Z")
+    with watching(control_plane, namespace, "pods") as collector:
+        kube.create("pods", namespace, make_pod("crashy"))
+        set_pod(kube, namespace, "crashy", container(RUNNING))
+        set_pod(kube, namespace, "crashy", container(RUNNING, restarts=1, last=first))
+        assert len(settled(kube, namespace, collector, "pods")) == 2  # Created, then the first crash
+        # kubelet's one update: it exited 1, the restart count went 1 -> 2, it now backs off
+        set_pod(kube, namespace, "crashy", container(
+            waiting("CrashLoopBackOff", "back-off 20s restarting failed container"), restarts=2, last=second))
+        assert settled(kube, namespace, collector, "pods")[2:] == ["Pod CrashLoopBackOff: crashy"]
+        data = change(collector, "Pod CrashLoopBackOff: crashy").data
+        assert data["facts"] == ["CrashLoopBackOff", "Terminated", "Restarted"]
+        assert (data["reason"], data["exitCode"], data["restartCount"], data["previousRestartCount"]) == (
+            "CrashLoopBackOff", 1, 2, 1)
+        assert data["summary"] == ("Container main of pod crashy exited with code 1 (Error), restarted (1 → 2 "
+                                   "restarts) and is waiting in CrashLoopBackOff: back-off 20s restarting failed "
+                                   "container")
 
 
 def test_image_pull_failure_is_one_change_while_kubelet_alternates_pull_and_backoff(control_plane, kube, namespace):
@@ -74,7 +97,7 @@ def test_nonzero_termination_is_reported_once_with_exit_code_and_reason(control_
         title = "Pod Container Terminated: oom (main: exit 137, OOMKilled)"
         assert settled(kube, namespace, collector, "pods") == [
             "Pod Created: oom", title, "Pod Restarted: oom (restarts 0 → 1)"]
-        termination = change(collector, title).data["termination"]
+        termination = change(collector, title).data
         assert (termination["exitCode"], termination["reason"]) == (137, "OOMKilled")
         assert termination["finishedAt"] == "2024-05-01T10:05:00Z"
 
@@ -217,20 +240,20 @@ def test_external_ids_are_stable_across_a_restart_with_persisted_state_and_a_rel
         kube.delete("pods", namespace, "doomed")
         kube.create("pods", namespace, make_pod("late"))
         set_pod(kube, namespace, "late", container(RUNNING))
-        wait_for(lambda: len(ids("live")) == 6, message=f"the live watch to see every change; have {ids('live')}")
+        wait_for(lambda: len(ids("live")) == 4, message=f"the live watch to see every change; have {ids('live')}")
         force_gone("pods", namespace)
         proxy.resume()
         pools.append(persisted_pool())  # the restart: its first list diffs against the spool
-        wait_for(lambda: len(ids("relisted")) == len(ids("persisted")) == 6, timeout=60,
+        wait_for(lambda: len(ids("relisted")) == len(ids("persisted")) == 4, timeout=60,
                  message=f"the relist and the restart to catch up; have {collector.titles()}")
         wait_watching(pools[2])
+        # crashy's crash, restart and back-off came in one status update: one event
         assert sorted(ids("live")) == sorted([
-            "Pod Created: early", "Pod CrashLoopBackOff: crashy", "Pod Restarted: crashy (restarts 0 → 1)",
-            "Pod Container Terminated: crashy (main: exit 1, Error)", "Pod Deleted: doomed", "Pod Created: late"])
+            "Pod Created: early", "Pod CrashLoopBackOff: crashy", "Pod Deleted: doomed", "Pod Created: late"])
         assert ids("persisted") == ids("live")
         assert ids("relisted") == ids("live")
-        assert len(set(ids("live").values())) == 6  # one id per change
-        assert len(collector.items) == 18  # and no change twice
+        assert len(set(ids("live").values())) == 4  # one id per change
+        assert len(collector.items) == 12  # and no change twice
     finally:
         proxy.resume()
         for p in pools:

@@ -50,7 +50,8 @@ def test_deployment_image_change_is_an_update_with_old_and_new_images(control_pl
         updated = change(collector, "Deployment Updated: web")
         assert updated.reason == "Updated"
         assert updated.data["changed"] == {"images": {"main": {"old": DEFAULT_IMAGE, "new": NEW_IMAGE}}}
-        assert updated.data["generation"] == {"old": 1, "new": 2}
+        assert (updated.data["generation"], updated.data["previousGeneration"]) == (2, 1)
+        assert (updated.data["image"], updated.data["previousImage"]) == (NEW_IMAGE, DEFAULT_IMAGE)
         assert updated.data["images"] == [{"container": "main", "image": NEW_IMAGE}]
 
 
@@ -86,7 +87,7 @@ def test_deployment_rollout_stuck_is_reported_once_on_progress_deadline_exceeded
             "Deployment Created: web", "Deployment Rollout Stuck: web"]
         stuck = change(collector, "Deployment Rollout Stuck: web")
         assert stuck.reason == "RolloutStuck"
-        assert stuck.data["progressing"] == {"status": "False", "reason": "ProgressDeadlineExceeded"}
+        assert (stuck.data["reason"], stuck.data["progressing"]) == ("ProgressDeadlineExceeded", "False")
 
 
 def test_deployment_status_churn_reports_nothing(control_plane, kube, namespace):

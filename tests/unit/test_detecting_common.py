@@ -32,6 +32,26 @@ def test_every_resource_has_its_kind_and_reports_creation_of_a_sparse_object():
         assert changes[0].timestamp.tzinfo is not None and changes[0].timestamp.utcoffset().total_seconds() == 0
         json.dumps(changes[0].data)
         assert state is not None
+        assert list(changes[0].data)[0] == "summary" and changes[0].data["summary"], resource
+
+
+def _empties(value, path="data"):
+    if isinstance(value, dict):
+        return [p for key, item in value.items() for p in _empties(item, f"{path}.{key}")] + (
+            [path] if not value else [])
+    if isinstance(value, list):
+        return [p for i, item in enumerate(value) for p in _empties(item, f"{path}[{i}]")] + ([path] if not value else [])
+    return [path] if value is None or value == "" else []
+
+
+def test_event_data_of_a_sparse_object_has_no_null_or_empty_field():
+    # PainChain's detail view renders data generically: "Signal: null" and "Labels: {}" are clutter.
+    for resource in RESOURCES:
+        sparse = minimal(resource)
+        changes, _ = detect(resource, None, project(resource, sparse), deleted=False, ctx=CTX)
+        gone, _ = detect(resource, project(resource, sparse), None, deleted=True, ctx=CTX)
+        for change in changes + gone:
+            assert _empties(change.data) == [], (resource, change.title)
 
 
 def test_unknown_resource_is_rejected():

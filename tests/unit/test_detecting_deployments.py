@@ -102,7 +102,9 @@ def test_new_deployment_reports_created_at_its_creation_timestamp():
     assert [(c.title, c.reason, c.kind, c.namespace) for c in changes] == [("Deployment Created: web", "Created", "Deployment", "shop")]
     assert changes[0].timestamp == datetime(2024, 5, 1, 9, 0, 0, tzinfo=UTC)
     data = changes[0].data
-    assert data["replicas"] == {"desired": 3, "ready": 0, "available": 0, "updated": 0}
+    assert (data["replicas"], data["readyReplicas"], data["availableReplicas"], data["updatedReplicas"]) == (3, 0, 0, 0)
+    assert data["image"] == "example.com/web:1.0" and data["imagesSummary"] == "web=example.com/web:1.0"
+    assert data["summary"] == "Deployment web created: 3 replicas of example.com/web:1.0"
     assert data["images"] == [{"container": "web", "image": "example.com/web:1.0"}]
     assert data["strategy"] == "RollingUpdate(maxSurge=25%, maxUnavailable=25%)"
     assert data["labels"] == {"app": "web", "team": "shop"}
@@ -118,6 +120,8 @@ def test_scale_reports_scaled_only_at_the_spec_write_time():
     )
     assert [c.title for c in changes] == ["Deployment Scaled: web (3 → 5)"]
     assert changes[0].data["changed"] == {"replicas": {"old": 3, "new": 5}}
+    assert (changes[0].data["replicas"], changes[0].data["previousReplicas"]) == (5, 3)
+    assert changes[0].data["summary"] == "Deployment web scaled from 3 to 5 replicas"
     assert changes[0].timestamp == datetime(2024, 5, 2, 11, 0, 0, tzinfo=UTC)  # not the newer status write
 
 
@@ -133,6 +137,9 @@ def test_image_change_reports_updated_with_old_and_new_image_then_rollout_comple
     assert [c.title for c in changes] == ["Deployment Updated: web", "Deployment Rollout Complete: web"]
     updated, complete = changes
     assert updated.data["changed"] == {"images": {"web": {"old": "example.com/web:1.0", "new": "example.com/web:1.1"}}}
+    assert (updated.data["image"], updated.data["previousImage"]) == ("example.com/web:1.1", "example.com/web:1.0")
+    assert updated.data["summary"] == (
+        "Deployment web updated to generation 2: web image example.com/web:1.0 → example.com/web:1.1")
     assert updated.reason == "Updated" and complete.reason == "RolloutComplete"
     assert complete.timestamp == datetime(2024, 5, 2, 11, 3, 0, tzinfo=UTC)  # Progressing update time
     assert state.done_generation == 2
@@ -171,7 +178,9 @@ def test_rollout_stuck_reported_on_transition_into_deadline_exceeded():
     )
     assert [(c.title, c.reason) for c in changes] == [("Deployment Rollout Stuck: web", "RolloutStuck")]
     assert changes[0].timestamp == datetime(2024, 5, 2, 11, 10, 0, tzinfo=UTC)
-    assert changes[0].data["progressing"] == {"status": "False", "reason": "ProgressDeadlineExceeded"}
+    assert (changes[0].data["reason"], changes[0].data["progressing"]) == ("ProgressDeadlineExceeded", "False")
+    assert changes[0].data["summary"] == (
+        "Deployment web rollout stuck at generation 2 (ProgressDeadlineExceeded): 1/3 updated, 3 available")
 
 
 def test_baseline_mid_rollout_reports_complete_when_it_finishes():
@@ -197,9 +206,11 @@ def test_rollout_restart_strategy_and_env_changes_are_described():
     assert changes[0].data["changed"] == {
         "strategy": {"old": "RollingUpdate(maxSurge=25%, maxUnavailable=25%)", "new": "Recreate"},
         "envCount": {"old": 1, "new": 3},
-        "restartedAt": {"old": None, "new": "2024-05-02T11:00:00Z"},
+        "restartedAt": {"new": "2024-05-02T11:00:00Z"},
     }
-    assert changes[0].data["generation"] == {"old": 1, "new": 2}
+    assert (changes[0].data["generation"], changes[0].data["previousGeneration"]) == (2, 1)
+    assert changes[0].data["summary"] == (
+        "Deployment web updated to generation 2: strategy changed, environment changed, rollout restart")
 
 
 def test_deleted_deployment_reports_deleted_and_stores_nothing():
@@ -228,3 +239,18 @@ def test_external_ids_equal_via_watch_and_relist_and_unique_across_changes():
     ids += [c.external_id for c in run(base, deployment(generation=4, replicas=2, rv="300"))[0]]
     assert len(ids) == 4 and len(set(ids)) == 4
     assert all(json.dumps(c.data) for c in watch)
+
+
+def test_scale_by_the_manager_that_created_it_is_stamped_at_its_observation_not_at_creation():
+    # The real apiserver keeps a managedFields entry's time when its manager changes a field
+    # it already owns: after `kubectl scale` the newest spec write still says 10:00.
+    seen = datetime(2024, 5, 2, 11, 0, 0, tzinfo=UTC).timestamp()
+    base = project("deployments", deployment(spec_written="2024-05-01T10:00:00Z"), seen)
+    scaled = project("deployments", deployment(generation=2, replicas=5, spec_written="2024-05-01T10:00:00Z", rv="101"),
+                     seen + 60.5)
+    changes, _ = detect("deployments", base, scaled, deleted=False, ctx=CTX)
+    assert [(c.reason, c.timestamp) for c in changes] == [("Scaled", datetime(2024, 5, 2, 11, 1, 0, 500000, tzinfo=UTC))]
+    moved = project("deployments", deployment(generation=2, replicas=5, spec_written="2024-05-02T11:00:30Z", rv="101"),
+                    seen + 60.5)
+    assert detect("deployments", base, moved, deleted=False, ctx=CTX)[0][0].timestamp == datetime(
+        2024, 5, 2, 11, 0, 30, tzinfo=UTC)  # a write after our sighting: its own time

@@ -60,6 +60,7 @@ def test_warning_event_reported_on_first_occurrence_with_its_data():
     ]
     assert changes[0].timestamp == datetime(2024, 5, 2, 11, 0, 0, tzinfo=UTC)
     assert changes[0].data == {
+        "summary": "Warning BackOff on Pod/api-7d9f from kubelet: Back-off restarting failed container app in pod api-7d9f",
         "reason": "BackOff", "message": "Back-off restarting failed container app in pod api-7d9f", "type": "Warning",
         "count": 1, "firstTimestamp": "2024-05-02T11:00:00Z", "lastTimestamp": "2024-05-02T11:00:00Z",
         "involvedObject": {"kind": "Pod", "name": "api-7d9f", "namespace": "shop"}, "source": "kubelet",

@@ -115,7 +115,10 @@ def test_new_running_pod_reports_created_with_pod_data():
     assert data["containers"][1] == {
         "name": "sidecar", "image": "example.com/sidecar:1.0", "ready": True, "restartCount": 0, "state": "running"
     }
-    assert {"type": "Ready", "status": "True", "reason": None} in data["conditions"]
+    assert {"type": "Ready", "status": "True"} in data["conditions"]  # no null fields
+    assert data["summary"] == "Pod api-7d9f created: Running on node-1"
+    assert data["image"] == "example.com/app:1.0"
+    assert data["containersSummary"] == "app: running, 0 restarts, ready; sidecar: running, 0 restarts, ready"
     assert state.uid == UID and state.name == "api-7d9f" and state.namespace == "shop" and state.resource_version == "100"
     json.dumps(data)
 
@@ -138,10 +141,37 @@ def test_crashloop_emitted_once_on_transition_not_while_it_lasts():
     changes, _ = step(pod(running(restarts=1)), pod(waiting(restarts=1, last=last), rv="101"))
     crash = [c for c in changes if c.reason == "CrashLoopBackOff"]
     assert [c.title for c in crash] == ["Pod CrashLoopBackOff: api-7d9f"]
-    assert crash[0].data["changed"] == {"waitingReason": {"old": None, "new": "CrashLoopBackOff"}}
-    assert crash[0].data["container"] == "app" and crash[0].timestamp == OBSERVED
+    assert crash[0].data["changed"] == {"waitingReason": {"new": "CrashLoopBackOff"}}
+    assert crash[0].data["container"] == "app"
+    assert crash[0].timestamp == datetime(2024, 5, 1, 11, 0, 0, tzinfo=UTC)  # the crash: lastState finishedAt
     still = step(pod(waiting(restarts=1, last=last), rv="101"), pod(waiting(restarts=1, last=last, message="back-off 20s"), rv="102"))[0]
     assert [c for c in still if c.reason == "CrashLoopBackOff"] == []
+
+
+def test_crash_with_restart_and_backoff_in_one_update_is_one_event_carrying_every_fact():
+    first = terminated_state(1, cid="a1" * 32, finished="2024-05-01T11:00:00Z")
+    second = terminated_state(1, cid="b2" * 32, finished="2024-05-01T11:05:00Z")
+    running_again = pod(running(restarts=1, last=first))
+    crashed = pod(waiting(restarts=2, last=second, message="back-off 20s restarting failed container"), rv="101")
+    changes, _ = step(running_again, crashed)
+    assert [(c.title, c.reason) for c in changes] == [("Pod CrashLoopBackOff: api-7d9f", "CrashLoopBackOff")]
+    data = changes[0].data
+    assert data["summary"] == ("Container app of pod api-7d9f exited with code 1 (Error), restarted (1 → 2 restarts)"
+                               " and is waiting in CrashLoopBackOff: back-off 20s restarting failed container")
+    assert data["facts"] == ["CrashLoopBackOff", "Terminated", "Restarted"]
+    assert (data["reason"], data["exitCode"], data["terminationReason"], data["restartCount"],
+            data["previousRestartCount"]) == ("CrashLoopBackOff", 1, "Error", 2, 1)
+    assert (data["container"], data["image"], data["node"]) == ("app", "example.com/app:1.0", "node-1")
+    assert data["changed"] == {"restartCount": {"old": 1, "new": 2}, "waitingReason": {"new": "CrashLoopBackOff"}}
+    assert changes[0].timestamp == datetime(2024, 5, 1, 11, 5, 0, tzinfo=UTC)
+    assert changes[0].external_id == f"k8s:prod:Pod:shop/api-7d9f:{UID}:CrashLoopBackOff:app:2"
+
+
+def test_two_containers_failing_in_one_update_are_two_events():
+    last = terminated_state(1)
+    changes, _ = step(pod(running("app"), running("sidecar")),
+                      pod(waiting("app", last=last, restarts=1), waiting("sidecar", last=last, restarts=1), rv="101"))
+    assert [(c.reason, c.data["container"]) for c in changes] == [("CrashLoopBackOff", "app"), ("CrashLoopBackOff", "sidecar")]
 
 
 def test_crashloop_again_after_the_next_crash_gets_a_new_external_id():
@@ -170,13 +200,15 @@ def test_nonzero_termination_reported_once_with_exit_code_reason_and_signal():
     assert [c.title for c in changes] == ["Pod Container Terminated: api-7d9f (app: exit 137, OOMKilled)"]
     assert changes[0].reason == "Terminated"
     assert changes[0].timestamp == datetime(2024, 5, 1, 11, 0, 0, tzinfo=UTC)  # finishedAt
-    termination = changes[0].data["termination"]
-    assert (termination["exitCode"], termination["reason"], termination["signal"]) == (137, "OOMKilled", 9)
+    data = changes[0].data
+    assert (data["exitCode"], data["reason"], data["signal"], data["container"]) == (137, "OOMKilled", 9, "app")
+    assert data["summary"] == "Container app of pod api-7d9f exited with code 137 (OOMKilled) on signal 9"
     # The same termination moves to lastState while the container backs off and restarts.
     backing_off = pod(waiting(last=oom), rv="102")
     restarted = pod(running(restarts=1, last=oom), rv="103")
     assert [c.reason for c in step(just_died, backing_off)[0]] == ["CrashLoopBackOff"]
     assert [c.reason for c in step(backing_off, restarted)[0]] == ["Restarted"]
+    assert "signal" not in step(pod(running()), pod(terminated(code=1), rv="101"))[0][0].data  # no null fields
 
 
 def test_zero_exit_termination_is_not_reported():
@@ -189,7 +221,7 @@ def test_each_new_termination_of_one_container_is_its_own_change():
     seen_first = pod(running(restarts=1, last=first), rv="101")
     changes = step(seen_first, pod(running(restarts=2, last=second), rv="102"))[0]
     terminations = [c for c in changes if c.reason == "Terminated"]
-    assert len(terminations) == 1 and terminations[0].data["termination"]["finishedAt"] == "2024-05-01T11:05:00Z"
+    assert len(terminations) == 1 and terminations[0].data["finishedAt"] == "2024-05-01T11:05:00Z"
     assert terminations[0].external_id != step(pod(running()), seen_first)[0][0].external_id
 
 
@@ -244,12 +276,12 @@ def test_external_ids_equal_via_watch_and_relist_and_unique_across_changes():
     later = pod(waiting(restarts=1, last=terminated_state(1), message="back-off 40s"), rv="157", ip="10.1.0.8")
     relist = step(before, later)[0]
     assert sorted(c.external_id for c in watch) == sorted(c.external_id for c in relist)
-    assert len(watch) == 2  # CrashLoopBackOff and the termination
+    assert len(watch) == 1  # CrashLoopBackOff, the termination inside it
     ids = [c.external_id for c in watch]
     ids += [c.external_id for c in step(None, before)[0]]  # Created
     ids += [c.external_id for c in step(before, pod(running(restarts=2), rv="300"))[0]]  # Restarted
     ids += [c.external_id for c in step(before, None, deleted=True)[0]]  # Deleted
-    assert len(ids) == 5 and len(set(ids)) == 5
+    assert len(ids) == 4 and len(set(ids)) == 4
     assert all(i.startswith(f"k8s:prod:Pod:shop/api-7d9f:{UID}:") and len(i) < 255 for i in ids)
 
 
@@ -297,3 +329,56 @@ def test_pod_compact_takes_under_1kb_each_measured_by_tracemalloc():
         tracemalloc.stop()
     assert len({c.uid for c in kept}) == 1000
     assert per_pod < 1024, per_pod
+
+
+# -- timestamps: the object's own time, unless it is older than our sighting of the previous version
+
+def seen(obj, at: str):
+    return project("pods", obj, datetime.fromisoformat(at.replace("Z", "+00:00")).timestamp())
+
+
+def test_crash_loop_found_by_a_relist_is_stamped_when_the_container_died_not_at_the_relist():
+    before = seen(pod(running(restarts=1)), "2024-05-01T10:30:00Z")
+    crashed = pod(waiting(restarts=1, last=terminated_state(1, finished="2024-05-01T11:00:00Z")), rv="150")
+    changes, _ = detect("pods", before, seen(crashed, "2024-05-01T11:40:00Z"), deleted=False, ctx=CTX)
+    assert [(c.reason, c.timestamp) for c in changes] == [("CrashLoopBackOff", datetime(2024, 5, 1, 11, 0, 0, tzinfo=UTC))]
+
+
+def test_restart_whose_last_termination_we_already_saw_is_stamped_at_its_observation():
+    old_crash = terminated_state(1, finished="2024-05-01T11:00:00Z")
+    before = seen(pod(running(restarts=1, last=old_crash)), "2024-05-01T11:10:00Z")
+    again = seen(pod(running(restarts=2, last=old_crash), rv="101"), "2024-05-01T11:20:00.250000Z")
+    changes, _ = detect("pods", before, again, deleted=False, ctx=CTX)
+    assert [(c.reason, c.timestamp) for c in changes] == [
+        ("Restarted", datetime(2024, 5, 1, 11, 20, 0, 250000, tzinfo=UTC))]  # not the stale 11:00, not CTX
+
+
+def test_eviction_is_stamped_when_the_pod_stopped_being_ready():
+    evicted = pod(terminated(code=0, reason="Completed"), phase="Failed", reason="Evicted", rv="101")
+    for condition in evicted["status"]["conditions"]:
+        condition["status"], condition["lastTransitionTime"] = "False", "2024-05-01T11:30:00Z"
+    changes, _ = detect("pods", seen(pod(running()), "2024-05-01T11:00:00Z"), seen(evicted, "2024-05-01T12:00:00Z"),
+                        deleted=False, ctx=CTX)
+    assert [(c.reason, c.timestamp) for c in changes] == [("Evicted", datetime(2024, 5, 1, 11, 30, 0, tzinfo=UTC))]
+
+
+def test_image_pull_failure_is_stamped_at_its_observation_not_at_the_pods_start():
+    pulling = pod(waiting(reason="ContainerCreating"), phase="Pending")
+    failed = pod(waiting(reason="ErrImagePull"), phase="Pending", rv="101")
+    for obj in (pulling, failed):
+        obj["status"]["startTime"] = "2024-05-01T11:00:00Z"
+        for condition in obj["status"]["conditions"]:
+            condition["status"], condition["lastTransitionTime"] = "False", "2024-05-01T11:00:00Z"
+    changes, _ = detect("pods", seen(pulling, "2024-05-01T10:59:59Z"), seen(failed, "2024-05-01T11:00:04.5Z"),
+                        deleted=False, ctx=CTX)
+    assert [(c.reason, c.timestamp) for c in changes] == [
+        ("ErrImagePull", datetime(2024, 5, 1, 11, 0, 4, 500000, tzinfo=UTC))]
+
+
+def test_pod_refused_at_admission_is_stamped_at_its_start_time():
+    refused = pod(waiting(reason="ContainerCreating"), phase="Failed", reason="OutOfcpu", rv="101")
+    refused["status"]["startTime"] = "2024-05-01T11:00:00Z"
+    changes, _ = detect("pods", seen(pod(waiting(reason="ContainerCreating"), phase="Pending"), "2024-05-01T10:59:59Z"),
+                        seen(refused, "2024-05-01T11:00:30Z"), deleted=False, ctx=CTX)
+    assert [(c.reason, c.timestamp) for c in changes if c.reason != "Created"] == [
+        ("Failed", datetime(2024, 5, 1, 11, 0, 0, tzinfo=UTC))]

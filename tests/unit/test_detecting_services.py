@@ -34,8 +34,10 @@ def test_new_service_reports_created_with_type_ip_and_ports():
     assert [(c.title, c.kind, c.reason, c.namespace) for c in changes] == [("Service Created: api", "Service", "Created", "shop")]
     data = changes[0].data
     assert data == {
+        "summary": "Service api created: NodePort 10.96.0.12, 1 port", "reason": "Created",
         "name": "api", "namespace": "shop", "type": "NodePort", "clusterIP": "10.96.0.12",
         "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP", "nodePort": 30080}],
+        "portsSummary": "http 80→http/TCP (node 30080)",
         "labels": {"app": "api"},
     }
     assert changes[0].timestamp == datetime(2024, 5, 1, 9, 0, 0, tzinfo=UTC)

@@ -46,7 +46,7 @@ def test_new_statefulset_reports_created_with_replica_counts_and_images():
     changes, state = step(None, statefulset(ready=0, current=0, updated=0))
     assert [(c.title, c.kind, c.reason) for c in changes] == [("StatefulSet Created: db", "StatefulSet", "Created")]
     data = changes[0].data
-    assert data["replicas"] == {"desired": 3, "ready": 0, "current": 0, "updated": 0}
+    assert (data["replicas"], data["readyReplicas"], data["currentReplicas"], data["updatedReplicas"]) == (3, 0, 0, 0)
     assert data["images"] == [{"container": "postgres", "image": "example.com/db:15"}]
     assert data["labels"] == {"app": "db"} and data["namespace"] == "data"
     assert changes[0].timestamp == datetime(2024, 5, 1, 9, 0, 0, tzinfo=UTC)
@@ -76,3 +76,11 @@ def test_vanished_statefulset_reports_deleted_at_observed_time():
     assert [c.title for c in changes] == ["StatefulSet Deleted: db"] and state is None
     assert changes[0].timestamp == OBSERVED
     json.dumps(changes[0].data)
+
+
+def test_summaries_count_replicas_in_words():
+    created = step(None, statefulset(replicas=1))[0][0]
+    assert created.data["summary"] == "StatefulSet db created: 1 replica of example.com/db:15"
+    scaled = step(statefulset(replicas=1), statefulset(generation=2, replicas=0, rv="101"))[0][0]
+    assert scaled.data["summary"] == "StatefulSet db scaled from 1 to 0 replicas"
+    assert (scaled.data["replicas"], scaled.data["previousReplicas"]) == (0, 1)  # 0 is a fact, not an empty field
