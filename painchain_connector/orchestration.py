@@ -148,12 +148,15 @@ class WatchPool:
     def _spawn_check(self, fn, *args) -> None:
         self._checks.spawn(fn, *args)
 
-    def adjust(self, wanted: dict[WatchKey, WatchSpec]) -> dict[str, int]:
+    def adjust(self, wanted: dict[WatchKey, WatchSpec], *, keep_state: frozenset[str] | set[str] = frozenset()
+               ) -> dict[str, int]:
+        """`keep_state`: integration ids whose stopped watches keep their saved state (they
+        moved to another replica and may come back), unlike removed integrations'."""
         counts = {"stopped": 0, "restarted": 0, "started": 0, "unchanged": 0, "failed": 0}
         for key in [k for k in self.running if k not in wanted]:
             spec = self.running[key].spec
             self._stop(key)
-            if self.state_store is not None:
+            if self.state_store is not None and key.integration_id not in keep_state:
                 self.state_store.delete_watch_state(state_key(spec))
             counts["stopped"] += 1
         self.failed = {k: v for k, v in self.failed.items() if k in wanted}

@@ -25,6 +25,7 @@ from .model import Change, Route
 from .orchestration import WatchPool, wanted_watches
 from .schemas.event import to_outgoing
 from .settings import Settings
+from .sharding import build_sharding
 from .sources import BackendSource, FetchFailed, Fetched, LocalSource
 from .watching import WatchTiming
 
@@ -74,6 +75,8 @@ class Connector:
             checkpoint=self.outbox.checkpoint,
             flush_interval=settings.state_flush_interval,
         )
+        # None unless SHARD_LEASE_NAMESPACE: then this replica watches only its share.
+        self.sharding = build_sharding(settings, metrics=self.metrics)
         self.ready = Event()
         self.registered = settings.local_mode or source is not None
         self.integrations_fetched = False
@@ -105,6 +108,8 @@ class Connector:
             )
             self.health.start()
         self.outbox.start()
+        if self.sharding is not None:
+            self.sharding.start()
         self._main = Greenlet(self._run)
         self._main.name = "connector:main"
         self._main.start()
@@ -113,12 +118,15 @@ class Connector:
         self._ready_watch.start()
         return self
 
-    def stop(self, timeout: float | None = None) -> int:
-        """Stop watches, drain delivery for a bounded time. Returns the events lost."""
+    def stop(self, timeout: float | None = None, *, hand_over: bool = True) -> int:
+        """Stop watches, drain delivery for a bounded time. Returns the events lost.
+        Sharded: first give up the Lease and keep watching for the hand-over time."""
         timeout = self.settings.drain_timeout if timeout is None else timeout
         for greenlet in (self._main, self._ready_watch):
             if greenlet is not None:
                 greenlet.kill(block=True, timeout=5)
+        if self.sharding is not None:
+            self.sharding.stop(hand_over=hand_over)
         try:
             self.pool.stop_all()
         finally:
@@ -175,13 +183,28 @@ class Connector:
                 return
             self.registered = True
             logger.info("registered connector type 'kubernetes' with {}", self.settings.backend_url)
+        if self.sharding is not None:
+            self.sharding.wait_first_view()
         while True:
             try:
                 self.resync_once()
             except Exception as exc:  # noqa: BLE001 - a bug here must not end the re-sync loop
                 logger.opt(exception=exc).error("re-sync crashed ({}); the watches keep running, next try in {}s",
                                                  type(exc).__name__, self.settings.resync_interval)
-            gevent.sleep(self.settings.resync_interval)
+            if self.sharding is None:
+                gevent.sleep(self.settings.resync_interval)
+            else:  # wakes early to re-share when members change or a hand-over ends
+                self.sharding.pause(self.settings.resync_interval, reshard=self._reshard)
+
+    def _adjust(self, integrations) -> dict[str, int]:
+        if self.sharding is None:
+            return self.pool.adjust(wanted_watches(integrations))
+        return self.sharding.adjust(self.pool, integrations, wanted_watches=wanted_watches)
+
+    def _reshard(self) -> None:
+        counts = self._adjust(self.last_fetch.integrations if self.last_fetch else ())
+        if changed := {k: v for k, v in counts.items() if v and k != "unchanged"}:
+            logger.info("re-share: watches {}", changed)
 
     def resync_once(self, *, clock: Callable[[], float] = time.monotonic) -> dict[str, int] | None:
         started = clock()
@@ -192,7 +215,7 @@ class Connector:
             self.metrics.resync_duration.labels("failed").observe(clock() - started)
             return None
         self._log_rejects(fetched)
-        counts = self.pool.adjust(wanted_watches(fetched.integrations))
+        counts = self._adjust(fetched.integrations)
         if self.backend is not None:
             self.outbox.retain_integrations({i.id for i in fetched.integrations})
         self.integrations_fetched = True
