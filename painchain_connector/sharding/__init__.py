@@ -10,7 +10,8 @@
   share, metrics and logs.
 
 `build_sharding(settings, metrics)` returns None when sharding is off (no
-SHARD_LEASE_NAMESPACE): one process owns everything, as before. Importing this package
+SHARD_LEASE_NAMESPACE): one process owns everything, as before. Unusable host-cluster
+credentials raise SettingsError. Importing this package
 imports neither kubernetes nor urllib3.
 """
 from __future__ import annotations
@@ -23,11 +24,15 @@ __all__ = ["Sharding", "ShardTiming", "build_sharding"]
 def build_sharding(settings, *, metrics) -> Sharding | None:
     if not settings.sharded:
         return None
-    from .leases import LeaseClient, build_host_client
+    from ..settings import SettingsError
+    from .leases import LeaseClient, LeaseUnavailable, build_host_client
 
     timing = ShardTiming(lease=settings.shard_lease_seconds, handover=settings.shard_handover_seconds)
-    api = build_host_client(kubeconfig=str(settings.shard_kubeconfig) if settings.shard_kubeconfig else None,
-                            context=settings.shard_context, connect_timeout=settings.connect_timeout)
+    try:
+        api = build_host_client(kubeconfig=str(settings.shard_kubeconfig) if settings.shard_kubeconfig else None,
+                                context=settings.shard_context, connect_timeout=settings.connect_timeout)
+    except LeaseUnavailable as exc:  # a configuration problem: say so before anything starts
+        raise SettingsError(f"invalid settings: SHARD_KUBECONFIG / SHARD_CONTEXT: {exc}") from None
     leases = LeaseClient(api, namespace=settings.shard_lease_namespace, group=settings.shard_group,
                          identity=settings.shard_identity, connect_timeout=min(settings.connect_timeout,
                                                                                timing.request_timeout),

@@ -61,6 +61,11 @@ class Share:
         self.owned, self._known, self._members_then = mine, ids, members
         return mine | set(self.releasing), moves
 
+    @property
+    def started(self) -> bool:
+        """Whether select() ran once (the first share is not a move)."""
+        return self._members_then is not None
+
     def next_deadline(self) -> float | None:
         """When the earliest hand-over ends (None when none is in progress)."""
         return min(self.releasing.values(), default=None)

@@ -173,7 +173,7 @@ class Sharding:
             logger.info("sharding: Leases reachable again: recomputing this replica's share")
         self.share.cut_off = cut_off
         self.metrics.cut_off.set(1 if cut_off else 0)
-        first = self.share._members_then is None
+        first = not self.share.started
         wanted, moves = self.share.select((i.id for i in integrations), self.clock())
         for move in moves:
             if move.target == self.identity:

@@ -204,3 +204,14 @@ def test_identity_defaults_to_the_hostname_without_pod_name():
 def test_bad_shard_settings_fail_naming_the_variable(env, variable):
     with pytest.raises(SettingsError, match=variable):
         load_settings(environ=env)
+
+
+def test_unusable_host_cluster_credentials_fail_at_start_naming_the_setting(tmp_path):
+    from painchain_connector.metrics import Metrics
+    from painchain_connector.sharding import build_sharding
+
+    settings = load_settings(environ={"SHARD_LEASE_NAMESPACE": "painchain",
+                                      "SHARD_KUBECONFIG": str(tmp_path / "missing")})
+    with pytest.raises(SettingsError, match="SHARD_KUBECONFIG"):
+        build_sharding(settings, metrics=Metrics())
+    assert build_sharding(load_settings(environ={}), metrics=Metrics()) is None
