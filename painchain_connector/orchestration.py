@@ -150,8 +150,8 @@ class WatchPool:
 
     def adjust(self, wanted: dict[WatchKey, WatchSpec], *, keep_state: frozenset[str] | set[str] = frozenset()
                ) -> dict[str, int]:
-        """`keep_state`: integration ids whose stopped watches keep their saved state (they
-        moved to another replica and may come back), unlike removed integrations'."""
+        """`keep_state`: integration ids whose stopped watches keep their saved state (a
+        sharded replica cut off from its Leases: they come back to it), unlike the others'."""
         counts = {"stopped": 0, "restarted": 0, "started": 0, "unchanged": 0, "failed": 0}
         for key in [k for k in self.running if k not in wanted]:
             spec = self.running[key].spec

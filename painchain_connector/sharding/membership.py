@@ -193,15 +193,19 @@ class Sharding:
         return [i for i in integrations if i.id in wanted]
 
     def adjust(self, pool, integrations, *, wanted_watches) -> dict[str, int]:
-        """pool.adjust() to this replica's part of `integrations`. Watches stopped because
-        an integration moved (not because it was removed) keep their saved state: if it
-        comes back here, the relist diffs against it and reports what changed meanwhile."""
+        """pool.adjust() to this replica's part of `integrations`.
+
+        Watches stopped because this replica is cut off keep their saved state: when it is
+        back, the relist diffs against it and reports what changed while nobody may have
+        watched (everyone cut off by a host outage). Watches handed over to a live owner
+        drop theirs like removed integrations: the new owner reports from now on, and a
+        stale state coming back months later would only replay what it already reported."""
         integrations = list(integrations)
         selected = self.select(integrations)
-        elsewhere = {i.id for i in integrations} - {i.id for i in selected}
-        if any(key.integration_id in elsewhere for key in pool.running):
+        keep = ({i.id for i in integrations} - {i.id for i in selected}) if self.share.cut_off else set()
+        if any(key.integration_id in keep for key in pool.running):
             pool.flush_state()
-        counts = pool.adjust(wanted_watches(selected), keep_state=elsewhere)
+        counts = pool.adjust(wanted_watches(selected), keep_state=keep)
         self.observe_watches(pool.running)
         return counts
 
@@ -245,10 +249,12 @@ class Sharding:
         if hand_over and self.last_renewed is not None:
             try:
                 self.leases.release()
-                logger.info("sharding: Lease {!r} released; watching {:.0f}s more while the others take over",
-                            self.identity, self.timing.handover)
             except LeaseUnavailable as exc:
                 logger.warning("sharding: could not release Lease {!r} ({}); it expires in {}s",
                                self.identity, exc, self.timing.lease)
-            self.sleep(self.timing.handover)
+            others = [m for m in self.share.members if m != self.identity]
+            if others and not self.share.cut_off:  # someone to hand over to
+                logger.info("sharding: Lease {!r} released; watching {:.0f}s more while {} take over",
+                            self.identity, self.timing.handover, ",".join(others))
+                self.sleep(self.timing.handover)
         self.leases.close()
