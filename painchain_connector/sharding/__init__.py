@@ -27,6 +27,8 @@ def build_sharding(settings, *, metrics) -> Sharding | None:
     from ..settings import SettingsError
     from .leases import LeaseClient, LeaseUnavailable, build_host_client
 
+    if not settings.shard_identity:  # Settings built by hand, not by load_settings
+        raise SettingsError("invalid settings: SHARD_IDENTITY: required when SHARD_LEASE_NAMESPACE is set")
     timing = ShardTiming(lease=settings.shard_lease_seconds, handover=settings.shard_handover_seconds)
     try:
         api = build_host_client(kubeconfig=str(settings.shard_kubeconfig) if settings.shard_kubeconfig else None,

@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from painchain_connector.settings import SettingsError, load_settings
+from painchain_connector.settings import Settings, SettingsError, load_settings
 from painchain_connector.sharding.handover import Move, Share
 from painchain_connector.sharding.leases import MemberView, micro_time
 from painchain_connector.sharding.membership import ShardTiming
@@ -215,3 +215,5 @@ def test_unusable_host_cluster_credentials_fail_at_start_naming_the_setting(tmp_
     with pytest.raises(SettingsError, match="SHARD_KUBECONFIG"):
         build_sharding(settings, metrics=Metrics())
     assert build_sharding(load_settings(environ={}), metrics=Metrics()) is None
+    with pytest.raises(SettingsError, match="SHARD_IDENTITY"):
+        build_sharding(Settings(shard_lease_namespace="painchain"), metrics=Metrics())
