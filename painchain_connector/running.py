@@ -5,7 +5,8 @@ Data flows one way: source (backend or local) -> resync -> WatchPool.adjust -> R
 
 Greenlets it owns (all named): `connector:main` (register, then the re-sync loop),
 `connector:ready` (sets `ready` once everything has listed), the WatchPool's `watch:*`,
-the Outbox's senders, and the health server's. It never patches, installs signal
+the Outbox's senders, the health server's, and with SHARD_LEASE_NAMESPACE `sharding:leases`
+(its Lease; the re-sync then keeps only this replica's share). It never patches, installs signal
 handlers or adds log sinks: the CLI (or the embedding host) does that.
 """
 from __future__ import annotations
