@@ -27,7 +27,7 @@ from bench.common import machine, run_child  # noqa: E402
 HERE = os.path.join(ROOT, "bench")
 SIZES = {
     False: {"events": 20_000, "k8s_events": 3_000, "rounds": 3, "deliver": 6_000, "latency_s": 60.0,
-            "watches": 10_000, "pods": 10_000, "storm": 100_000},
+            "watches": 10_000, "pods": 10_000, "storm": 100_000, "balance_trials": 200, "leases": (15, 3)},
     True: {"events": 4_000, "k8s_events": 800, "rounds": 2, "deliver": 1_500, "latency_s": 10.0,
            "watches": 2_000, "pods": 2_000, "storm": 20_000},
 }
@@ -171,7 +171,28 @@ def seven(size):
     return r, rows
 
 
-BENCHES = {"1": one, "2": two, "3": three, "4": four_five, "6": six, "7": seven}
+def eight(size):
+    from bench.sharding import bench_sharding
+
+    r = bench_sharding(trials=size["balance_trials"], leases=size["leases"])
+    rows = [("8", f"moved {m['from']} -> {m['to']} replicas (1,000 integr.)", f"{m['moved']:.3f}",
+             f"ideal 1/{m['to']} = {m['ideal']:.3f}", f"{m['moved'] / m['ideal']:.2f}", "~ 1.00",
+             verdict(abs(m["moved"] / m["ideal"] - 1) < 0.2)) for m in r["moves"]]
+    b = r["balance"]
+    rows += [
+        ("8", "max/mean per replica, 1,000 over 5 (one set)", f"{b['one_set']:.3f}",
+         "counts " + "/".join(map(str, b["one_set_counts"])), "", "<= 1.15", verdict(b["one_set"] <= 1.15)),
+        ("8", f"  over {b['trials']} id sets: mean | p95", f"{b['mean']:.3f} | {b['p95']:.3f}",
+         f"worst {b['worst']:.3f}", f"{100 * b['share_within_1_15']:.0f}% <= 1.15", "<= 1.15",
+         verdict(b["mean"] <= 1.15)),
+    ]
+    rows += [("8", f"death -> full coverage, {d['lease']} s lease ({d['moved']} integr.)", f"{d['seconds']:.1f} s",
+              f"lease {d['lease']} s", f"+{d['seconds'] - d['lease']:.1f} s", "<= lease + one list",
+              verdict(d["seconds"] <= d["lease"] + 5)) for d in r["death"]]
+    return r, rows
+
+
+BENCHES = {"1": one, "2": two, "3": three, "4": four_five, "6": six, "7": seven, "8": eight}
 
 
 def table(rows: list[tuple], info: dict) -> str:
@@ -189,7 +210,7 @@ def table(rows: list[tuple], info: dict) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
-    parser.add_argument("--only", default="1,2,3,4,6,7", help="which benchmarks (5 runs with 4)")
+    parser.add_argument("--only", default="1,2,3,4,6,7,8", help="which benchmarks (5 runs with 4)")
     args = parser.parse_args(argv)
     size = SIZES[args.quick]
     info = machine()

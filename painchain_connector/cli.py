@@ -78,7 +78,11 @@ def run(argv: list[str]) -> int:
     from .running import Connector
     from .sources import NoClusterConfigured
 
-    connector = Connector(settings)
+    try:
+        connector = Connector(settings)
+    except SettingsError as exc:  # e.g. SHARD_KUBECONFIG unusable
+        logger.error(str(exc))
+        return 2
     if settings.local_mode:
         try:
             connector.source.fetch()

@@ -159,10 +159,21 @@ class WatchPool:
     def _spawn_check(self, fn, *args) -> None:
         self._checks.spawn(fn, *args)
 
-    def adjust(self, wanted: dict[WatchKey, WatchSpec]) -> dict[str, int]:
+    def adjust(self, wanted: dict[WatchKey, WatchSpec], *, drop_state: frozenset[str] | set[str] = frozenset()
+               ) -> dict[str, int]:
+        """A stopped watch keeps its state for `state_retention` (an integration that comes
+        back relists and diffs), except those of `drop_state`: integrations handed over to
+        another live replica, which reports them from now on."""
         counts = {"stopped": 0, "restarted": 0, "started": 0, "unchanged": 0, "failed": 0}
         for key in [k for k in self.running if k not in wanted]:
-            self._park(key)
+            if key.integration_id in drop_state:
+                spec = self.running[key].spec
+                self._stop(key)
+                self.parked.pop(state_key(spec), None)
+                if self.state_store is not None:
+                    self.state_store.delete_watch_state(state_key(spec))
+            else:
+                self._park(key)
             counts["stopped"] += 1
         self._forget_expired()
         self.failed = {k: v for k, v in self.failed.items() if k in wanted}

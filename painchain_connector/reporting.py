@@ -117,8 +117,12 @@ class Reporter:
         self._puts.kill(block=True, timeout=2)
 
     def report(self, *, serving: Iterable[Integration], fetched: Fetched, kept: Mapping[str, tuple[str, ...]],
-               health: Iterable[WatchHealth], statuses: Mapping[str, str]) -> None:
+               health: Iterable[WatchHealth], statuses: Mapping[str, str],
+               owns: Callable[[str], bool] | None = None) -> None:
+        """`owns`: with several replicas, only an integration's owner reports on it."""
         now = self._clock()
+        if owns is not None:
+            fetched = replace(fetched, tenants={i: t for i, t in fetched.tenants.items() if owns(i)})
         serving = {i.id: i for i in serving}
         failing, problems = cluster_problems(health)
         rejected = {r.integration_id: r.errors for r in fetched.rejected}

@@ -5,7 +5,8 @@ Data flows one way: source (backend or local) -> resync -> WatchPool.adjust -> R
 
 Greenlets it owns (all named): `connector:main` (register, then the re-sync loop),
 `connector:ready` (sets `ready` once everything has listed), the WatchPool's `watch:*`,
-the Outbox's senders, and the health server's. It never patches, installs signal
+the Outbox's senders, the health server's, and with SHARD_LEASE_NAMESPACE `sharding:leases`
+(its Lease; the re-sync then keeps only this replica's share). It never patches, installs signal
 handlers or adds log sinks: the CLI (or the embedding host) does that.
 """
 from __future__ import annotations
@@ -28,6 +29,7 @@ from .reporting import Reporter
 from .selection import LastKnownGood, ShrinkGuard
 from .schemas.event import to_outgoing
 from .settings import Settings
+from .sharding import build_sharding
 from .sources import BackendSource, FetchFailed, Fetched, LocalSource
 from .watching import WatchTiming
 
@@ -88,6 +90,8 @@ class Connector:
                      last_sync_interval=settings.last_sync_interval)
             if self.backend is not None else None
         )
+        # None unless SHARD_LEASE_NAMESPACE: then this replica watches only its share.
+        self.sharding = build_sharding(settings, metrics=self.metrics)
         self.ready = Event()
         self.registered = settings.local_mode or source is not None
         self.integrations_fetched = False
@@ -99,6 +103,7 @@ class Connector:
         # Set when the main loop ends by itself (a fatal error such as a refused registration).
         self.failed = Event()
         self.last_fetch: Fetched | None = None
+        self.serving: tuple = ()  # the integrations the guard let through at the last re-sync
         self._reported_rejects: dict[str, tuple[str, ...]] = {}
 
     def _local_sink(self):
@@ -120,6 +125,8 @@ class Connector:
             )
             self.health.start()
         self.outbox.start()
+        if self.sharding is not None:
+            self.sharding.start()
         self._main = Greenlet(self._run)
         self._main.name = "connector:main"
         self._main.start()
@@ -128,14 +135,17 @@ class Connector:
         self._ready_watch.start()
         return self
 
-    def stop(self, timeout: float | None = None) -> int:
-        """Stop watches, drain delivery for a bounded time. Returns the events lost."""
+    def stop(self, timeout: float | None = None, *, hand_over: bool = True) -> int:
+        """Stop watches, drain delivery for a bounded time. Returns the events lost.
+        Sharded: first give up the Lease and keep watching for the hand-over time."""
         timeout = self.settings.drain_timeout if timeout is None else timeout
         for greenlet in (self._main, self._ready_watch):
             if greenlet is not None:
                 greenlet.kill(block=True, timeout=5)
         if self.reporter is not None:
             self.reporter.stop()
+        if self.sharding is not None:
+            self.sharding.stop(hand_over=hand_over)
         try:
             self.pool.stop_all()
         finally:
@@ -205,13 +215,28 @@ class Connector:
                 return
             self.registered = True
             logger.info("registered connector type 'kubernetes' with {}", self.settings.backend_url)
+        if self.sharding is not None:
+            self.sharding.wait_first_view()
         while True:
             try:
                 self.resync_once()
             except Exception as exc:  # noqa: BLE001 - a bug here must not end the re-sync loop
                 logger.opt(exception=exc).error("re-sync crashed ({}); the watches keep running, next try in {}s",
                                                  type(exc).__name__, self.settings.resync_interval)
-            gevent.sleep(self.settings.resync_interval)
+            if self.sharding is None:
+                gevent.sleep(self.settings.resync_interval)
+            else:  # wakes early to re-share when members change or a hand-over ends
+                self.sharding.pause(self.settings.resync_interval, reshard=self._reshard)
+
+    def _adjust(self, integrations) -> dict[str, int]:
+        if self.sharding is None:
+            return self.pool.adjust(wanted_watches(integrations))
+        return self.sharding.adjust(self.pool, integrations, wanted_watches=wanted_watches)
+
+    def _reshard(self) -> None:
+        counts = self._adjust(self.serving)
+        if changed := {k: v for k, v in counts.items() if v and k != "unchanged"}:
+            logger.info("re-share: watches {}", changed)
 
     def resync_once(self, *, clock: Callable[[], float] = time.monotonic) -> dict[str, int] | None:
         started = clock()
@@ -224,7 +249,8 @@ class Connector:
         fetched = self.last_good.apply(fetched)
         verdict = self.guard.review(fetched)
         self._log_rejects(fetched)
-        counts = self.pool.adjust(wanted_watches(verdict.integrations))
+        self.serving = verdict.integrations
+        counts = self._adjust(verdict.integrations)
         retain_secrets(verdict.present)
         if self.backend is not None:
             # Only integrations gone from the list lose their queued events: an inactive or
@@ -232,7 +258,8 @@ class Connector:
             self.outbox.retain_integrations(verdict.present)
         if self.reporter is not None:
             self.reporter.report(serving=verdict.integrations, fetched=fetched, kept=self.last_good.kept,
-                                 health=self.pool.health(), statuses=fetched.statuses)
+                                 health=self.pool.health(), statuses=fetched.statuses,
+                                 owns=self.sharding.owns if self.sharding is not None else None)
         self.integrations_fetched = True
         self.last_fetch = fetched
         self.metrics.resync_duration.labels("ok").observe(clock() - started)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
@@ -68,6 +69,14 @@ class Settings:
     post_timeout: float = 10.0
     # detection
     event_repeat_window: float = 300.0  # k8s Event repeats coalesced within this window
+    # sharding: off unless shard_lease_namespace is set (README "Scaling out")
+    shard_lease_namespace: str | None = None  # host-cluster namespace of the group's Leases
+    shard_group: str = "painchain-kubernetes"  # replicas of one group share the integrations
+    shard_identity: str = ""  # this replica's Lease name (load_settings: POD_NAME, else the hostname)
+    shard_kubeconfig: Path | None = None  # host cluster credentials (else the pod's service account)
+    shard_context: str | None = None
+    shard_lease_seconds: int = 15  # renewed every lease/7.5 s; dead after this long unrenewed
+    shard_handover_seconds: float = 30.0  # an old owner keeps watching a moved integration this long
     # metrics
     metrics_per_integration: bool = False
 
@@ -90,6 +99,10 @@ class Settings:
         return EgressPolicy(allowed=parse_networks(self.allowed_server_networks),
                             denied=parse_networks(self.denied_server_networks))
 
+    @property
+    def sharded(self) -> bool:
+        return self.shard_lease_namespace is not None
+
     def replace(self, **changes) -> "Settings":
         return dataclasses.replace(self, **changes)
 
@@ -104,6 +117,9 @@ class _Networks(fields.Field):
             return tuple(str(n) for n in parse_networks(value))
         except (ValueError, TypeError) as exc:
             raise ValidationError(str(exc)) from None
+
+
+_DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 
 
 class _SettingsSchema(Schema):
@@ -149,6 +165,16 @@ class _SettingsSchema(Schema):
     post_timeout = fields.Float(validate=validate.Range(min=0.1, max=600))
     event_repeat_window = fields.Float(validate=validate.Range(min=0))
     metrics_per_integration = fields.Boolean()
+    shard_lease_namespace = fields.String(allow_none=True, validate=validate.Regexp(
+        _DNS_LABEL, error="must be a namespace name (lower-case letters, digits, '-')"))
+    shard_group = fields.String(validate=[validate.Length(max=63), validate.Regexp(
+        _DNS_LABEL, error="must be a label value (lower-case letters, digits, '-')")])
+    shard_identity = fields.String(validate=[validate.Length(max=253), validate.Regexp(
+        r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", error="must be a Lease name (lower-case letters, digits, '-', '.')")])
+    shard_kubeconfig = fields.String(allow_none=True)
+    shard_context = fields.String(allow_none=True)
+    shard_lease_seconds = fields.Integer(validate=validate.Range(min=1, max=3600))
+    shard_handover_seconds = fields.Float(validate=validate.Range(min=0, max=3600))
 
     @pre_load
     def _normalise(self, data, **_kwargs):
@@ -158,7 +184,7 @@ class _SettingsSchema(Schema):
 
     @post_load
     def _make(self, data, **_kwargs) -> Settings:
-        for key in ("config_file", "sink", "state_dir"):
+        for key in ("config_file", "sink", "state_dir", "shard_kubeconfig"):
             if data.get(key):
                 data[key] = Path(data[key])
             elif key in data:
@@ -211,6 +237,13 @@ ENV_VARS: dict[str, str] = {
     "POST_TIMEOUT": "post_timeout",
     "EVENT_REPEAT_WINDOW": "event_repeat_window",
     "METRICS_PER_INTEGRATION": "metrics_per_integration",
+    "SHARD_LEASE_NAMESPACE": "shard_lease_namespace",
+    "SHARD_GROUP": "shard_group",
+    "SHARD_IDENTITY": "shard_identity",
+    "SHARD_KUBECONFIG": "shard_kubeconfig",
+    "SHARD_CONTEXT": "shard_context",
+    "SHARD_LEASE_SECONDS": "shard_lease_seconds",
+    "SHARD_HANDOVER_SECONDS": "shard_handover_seconds",
 }
 FIELD_TO_ENV = {v: k for k, v in ENV_VARS.items()}
 
@@ -220,6 +253,9 @@ def load_settings(*, environ: Mapping[str, str] | None = None, overrides: Mappin
     environ = os.environ if environ is None else environ
     raw: dict[str, object] = {field: environ[var] for var, field in ENV_VARS.items() if environ.get(var, "") != ""}
     raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    if raw.get("shard_lease_namespace") and not raw.get("shard_identity"):
+        # A StatefulSet pod's name is stable across restarts: its Lease (and share) come back with it.
+        raw["shard_identity"] = (environ.get("POD_NAME") or socket.gethostname()).lower()
     try:
         return _SettingsSchema().load(raw)
     except ValidationError as exc:
