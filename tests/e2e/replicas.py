@@ -110,7 +110,7 @@ class ReplicaSet:
                    SHARD_LEASE_NAMESPACE=namespace, SHARD_GROUP=self.group, SHARD_KUBECONFIG=kubeconfig,
                    SHARD_LEASE_SECONDS=str(lease), SHARD_HANDOVER_SECONDS=str(handover),
                    METRICS_PER_INTEGRATION="true", STATE_FLUSH_INTERVAL="1", WATCH_TIMEOUT="30", DRAIN_TIMEOUT="3",
-                   LOG_LEVEL="INFO")
+                   LOG_LEVEL="INFO", ALLOWED_SERVER_NETWORKS="127.0.0.0/8")
         env.update({k: str(v) for k, v in extra_env.items()})
         self.env, self.workdir, self.lease, self.handover = env, workdir, lease, handover
         self.replicas: dict[str, Replica] = {}
