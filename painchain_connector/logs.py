@@ -11,7 +11,7 @@ Redaction is applied by the sink to every record, after formatting, over the mes
 the bound context and the traceback text (which this module formats itself, with
 loguru's `backtrace`/`diagnose` off so local variable values never appear). Two layers:
 
-- known secrets: `set_secrets(owner, ...)` (every cluster token and certificate of one
+- known secrets (secret_registry.py): `set_secrets(owner, ...)` (every cluster token and certificate of one
   integration; a base64 PEM bundle also registers its decoded body lines), found by plain
   substring search, or through an index of their tails once there are many of them.
   Tenants write these strings, so the registry refuses what could blank ordinary text out
@@ -35,168 +35,23 @@ import json
 import logging
 import re
 import sys
-import threading
 import traceback
-from collections.abc import Iterable
 from datetime import timezone
 from typing import Any, TextIO
 
 from ._log import logger
+from .secret_registry import (  # noqa: F401 - re-exported: the log layer's public names
+    MIN_SECRET_LENGTH,
+    REDACTED,
+    SecretRegistry,
+    _registry,
+    register_secrets,
+    retain_secrets,
+    set_secrets,
+)
 
-REDACTED = "[REDACTED]"
-# Shorter strings are not registered: a tenant could otherwise blank "integration" or any
-# other word out of every operator log line; bearer tokens and PEM lines are far longer.
-MIN_SECRET_LENGTH = 16
 CONTEXT_KEYS = ("integration", "cluster", "resource", "namespace")
 PACKAGE = "painchain_connector"
-
-# ---------------------------------------------------------------------------------------
-# Known secrets
-
-
-class SecretRegistry:
-    """The set of known secrets, and the search that finds them in a line.
-
-    Two strategies, chosen by size (measured; see tests/unit/test_logs.py):
-    - up to `small` secrets: `secret in text` for each, longest first. About 0.1 us per
-      secret for a typical line, and nothing to rebuild.
-    - above: an index from each secret's last MIN_SECRET_LENGTH characters to the
-      secrets ending so; the line's windows are looked up once each. The cost follows
-      the line's length, not the number of secrets, and registering is O(1). A regex
-      alternation was slower at every size, and a trie-shaped regex took 0.9 s to
-      compile for 10 000 secrets: a stall of every greenlet on each change.
-    Readers never lock: writers replace whole tuples, which is atomic.
-    """
-
-    def __init__(self, *, small: int = 256) -> None:
-        self._small = small
-        self._secrets: set[str] = set()
-        self._longest_first: tuple[str, ...] = ()
-        self._by_tail: dict[str, tuple[str, ...]] = {}
-        self._owners: dict[str, frozenset[str]] = {}  # integration id ("" = the operator) -> secrets
-        self._lock = threading.Lock()
-
-    def __len__(self) -> int:
-        return len(self._secrets)
-
-    def register(self, values: Iterable[str | None]) -> None:
-        """Secrets that stay for the life of the process (the operator's own)."""
-        self.set_owner("", (*self._owners.get("", ()), *values))
-
-    def set_owner(self, owner: str, values: Iterable[str | None], *, public: Iterable[str] = ()) -> None:
-        """Replace `owner`'s secrets with `values` (a rotated token leaves the registry)."""
-        found: set[str] = set()
-        for value in values:
-            if value:
-                found.update(_expand_secret(value))
-        public = tuple(public)
-        kept = frozenset(s for s in found if len(s) >= MIN_SECRET_LENGTH and not any(c.isspace() for c in s)
-                         and not any(s in word for word in public))
-        if self._owners.get(owner, frozenset()) == kept:
-            return
-        if kept:
-            self._owners[owner] = kept
-        else:
-            self._owners.pop(owner, None)
-        self._rebuild()
-
-    def retain(self, owners: Iterable[str]) -> None:
-        """Forget the secrets of every owner not in `owners` (the operator's own stay)."""
-        keep = set(owners) | {""}
-        if any(owner not in keep for owner in self._owners):
-            self._owners = {o: v for o, v in self._owners.items() if o in keep}
-            self._rebuild()
-
-    def _rebuild(self) -> None:
-        secrets = set().union(*self._owners.values()) if self._owners else set()
-        by_tail: dict[str, list[str]] = {}
-        for secret in secrets:
-            by_tail.setdefault(secret[-MIN_SECRET_LENGTH:], []).append(secret)
-        with self._lock:  # readers never lock: each attribute is replaced whole
-            self._by_tail = {t: tuple(sorted(v, key=len, reverse=True)) for t, v in by_tail.items()}
-            self._longest_first = tuple(sorted(secrets, key=len, reverse=True)) if len(secrets) <= self._small else ()
-            self._secrets = secrets
-
-    def redact(self, text: str) -> str:
-        # Spans, not str.replace: two overlapping secrets are both hidden whole.
-        spans: list[tuple[int, int]] = []
-        if len(self._secrets) <= self._small:
-            for secret in self._longest_first:
-                if secret not in text:  # the common case; `in` is cheaper than find()
-                    continue
-                start = text.find(secret)
-                while start != -1:
-                    spans.append((start, start + len(secret)))
-                    start = text.find(secret, start + 1)
-        else:
-            width = MIN_SECRET_LENGTH
-            lookup = self._by_tail.get
-            for end in range(width, len(text) + 1):
-                bucket = lookup(text[end - width:end])
-                if bucket:
-                    for secret in bucket:  # longest first
-                        start = end - len(secret)
-                        if start >= 0 and text.startswith(secret, start):
-                            spans.append((start, end))
-                            break
-        return _cut(text, spans) if spans else text
-
-
-def _cut(text: str, spans: list[tuple[int, int]]) -> str:
-    """`text` with each span (merged where they overlap) replaced by REDACTED."""
-    spans.sort()
-    parts: list[str] = []
-    position = 0
-    for start, end in spans:
-        if start < position:  # overlaps the previous span: extend it
-            position = max(position, end)
-            continue
-        parts.extend((text[position:start], REDACTED))
-        position = end
-    parts.append(text[position:])
-    return "".join(parts)
-
-
-def _expand_secret(value: str) -> list[str]:
-    """The secret itself plus, for a PEM or base64-of-PEM, each body line of the PEM."""
-    value = value.strip()
-    out = [value]
-    pem = value if "-----BEGIN" in value else None
-    if pem is None and len(value) >= 40:
-        try:
-            decoded = base64.b64decode(value, validate=True)
-        except (binascii.Error, ValueError):
-            decoded = b""
-        if b"-----BEGIN" in decoded:
-            pem = decoded.decode("ascii", "replace")
-    if pem is not None:
-        out.extend(line.strip() for line in pem.splitlines() if line.strip() and not line.startswith("-----"))
-    return out
-
-
-_registry = SecretRegistry()
-
-
-def register_secrets(values: Iterable[str | None]) -> None:
-    """Never log these strings (the operator's own secrets, kept for the process's life).
-    None and empty values are skipped; see `set_secrets` for what is refused."""
-    _registry.register(values)
-
-
-def set_secrets(owner: str, values: Iterable[str | None], *, public: Iterable[str] = ()) -> None:
-    """The secrets of one integration (tokens, certificates), replacing its previous ones.
-
-    A certificate (PEM, or base64 of PEM as in the integration config) also registers
-    the base64 lines of its body, so a PEM printed by a TLS library is caught too.
-    Refused: strings under MIN_SECRET_LENGTH, with whitespace, or found inside one of the
-    `public` words (ids and names): a tenant must not blank ordinary text out of the log."""
-    _registry.set_owner(owner, values, public=public)
-
-
-def retain_secrets(owners: Iterable[str]) -> None:
-    """Forget the secrets of integrations that left."""
-    _registry.retain(owners)
-
 
 # ---------------------------------------------------------------------------------------
 # Patterns for secrets nobody registered

@@ -1,7 +1,24 @@
-"""Fixtures of the scale-out tests (connector replicas as processes)."""
+"""Fixtures of the e2e tests: in-process connectors, and connector replicas as processes."""
 import pytest
 
+from painchain_connector.running import Connector
+from painchain_connector.settings import Settings
 from tests.e2e.replicas import ReplicaSet
+
+
+@pytest.fixture
+def connector_factory():
+    """Start Connectors in this process; each is stopped at teardown."""
+    started = []
+
+    def make(settings: Settings) -> Connector:
+        connector = Connector(settings).start()
+        started.append(connector)
+        return connector
+
+    yield make
+    for connector in started:
+        connector.stop(timeout=1)
 
 
 @pytest.fixture

@@ -1,7 +1,6 @@
 """The whole connector in backend mode: fake PainChain backend <- connector <- real apiserver."""
 import pytest
 
-from painchain_connector.running import Connector
 from painchain_connector.settings import Settings
 from tests.e2e.helpers import LOOPBACK_ALLOWED, integration_doc, only
 from tests.envtest.builders import make_service
@@ -21,20 +20,6 @@ def add(backend, control_plane, namespace, *, id, tenant=None, resources=None, t
     doc = integration_doc(id=id, tenant=tenant, server=control_plane.server, token=token or control_plane.admin_token,
                           ca_b64=control_plane.ca_b64, namespaces=[namespace], resources=resources or only("services"))
     backend.add_integration(id, tenant_id=tenant, config=doc["config"])
-
-
-@pytest.fixture
-def connector_factory():
-    started = []
-
-    def make(settings: Settings) -> Connector:
-        connector = Connector(settings).start()
-        started.append(connector)
-        return connector
-
-    yield make
-    for connector in started:
-        connector.stop(timeout=1)
 
 
 def titles(backend, integration_id):

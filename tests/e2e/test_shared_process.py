@@ -5,9 +5,7 @@ import time
 
 import gevent
 import pytest
-from loguru import logger
 
-from painchain_connector.running import Connector
 from painchain_connector.settings import Settings
 from tests.e2e.helpers import LOOPBACK_ALLOWED, integration_doc, only
 from tests.envtest.builders import make_service
@@ -30,30 +28,6 @@ def add(backend, control_plane, namespace, *, id, tenant="t-1", server=None, res
                           namespaces=doc_kw.pop("namespaces", [namespace]), resources=resources or only("services"),
                           **doc_kw)
     return backend.add_integration(id, tenant_id=tenant, config=doc["config"])
-
-
-@pytest.fixture
-def connector_factory():
-    started = []
-
-    def make(settings: Settings) -> Connector:
-        connector = Connector(settings).start()
-        started.append(connector)
-        return connector
-
-    yield make
-    for connector in started:
-        connector.stop(timeout=1)
-
-
-@pytest.fixture
-def logs():
-    records = []
-    logger.enable("painchain_connector")
-    handler = logger.add(lambda message: records.append(message.record), level="DEBUG")
-    yield records
-    logger.remove(handler)
-    logger.disable("painchain_connector")
 
 
 def titles(backend, integration_id):
