@@ -86,7 +86,7 @@ else
 fi
 
 # -- 3. the image ------------------------------------------------------------------------
-version=$(python3 setup.py --version 2>/dev/null)
+version=$(sed -n 's/^ *version="\([^"]*\)".*/\1/p' setup.py)
 revision=$(git rev-parse --short HEAD 2>/dev/null || true)
 log "building $IMAGE (version $version${revision:+, revision $revision})"
 "${PODMAN[@]}" build --quiet --pull=never --format docker --isolation chroot --network host \
