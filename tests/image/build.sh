@@ -89,9 +89,14 @@ fi
 version=$(sed -n 's/^ *version="\([^"]*\)".*/\1/p' setup.py)
 revision=$(git rev-parse --short HEAD 2>/dev/null || true)
 log "building $IMAGE (version $version${revision:+, revision $revision})"
-"${PODMAN[@]}" build --quiet --pull=never --format docker --isolation chroot --network host \
+mkdir -p "$CACHE"
+if ! "${PODMAN[@]}" build --pull=never --format docker --isolation chroot --network host \
   "${ULIMITS[@]}" -v "$HOST_CA:$HOST_CA:ro" \
   --build-arg "VERSION=$version" --build-arg "REVISION=$revision" "${EXTRA[@]}" \
-  -t "$IMAGE" . >/dev/null
+  -t "$IMAGE" . >"$CACHE/build.log" 2>&1; then
+  tail -n 60 "$CACHE/build.log"
+  log "podman build failed (whole log: $CACHE/build.log)"
+  exit 1
+fi
 size=$("${PODMAN[@]}" image inspect "$IMAGE" --format '{{.Size}}')
 log "built $IMAGE: $(( size / 1000000 )) MB; image step took $(( $(date +%s) - started ))s"

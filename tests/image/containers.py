@@ -168,7 +168,7 @@ class Container:
         return rc
 
     def remove(self) -> None:
-        podman("rm", "--force", "--time", "0", self.name, check=False)
+        podman("rm", "--force", "--volumes", "--time", "0", self.name, check=False)  # and its anonymous volumes
         if self._proc.poll() is None:
             self._proc.wait(timeout=30)
         gevent.killall(self._readers, timeout=5)
