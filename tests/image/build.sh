@@ -13,13 +13,15 @@
 #    keyed by its recipe; a real python:3.11-slim already in podman's store is left alone.
 # 3. The unmodified Dockerfile, built with podman.
 #
-# Every podman flag below answers a failure seen on these machines:
+# The podman flags come from the recipe that first built this image on these machines:
 #   --runtime runc       crun refuses the hybrid cgroup (v1 + unified) layout
-#   --ulimit ...         the machine cannot raise limits past its own; podman's default asks to
-#   --isolation chroot   RUN steps cannot create their own namespaces here
-#   --network host       the build's pip reaches PyPI only through the host's network
-#   -v CA bundle :ro     the host trusts an HTTPS authority the base image does not; a bind
-#                        mount is never committed, so the bundle stays out of the image
+#   --ulimit ...         the machine cannot raise limits; without them `podman run` fails
+#                        ("error setting rlimit type 7: operation not permitted", seen here)
+#   --isolation chroot   (RUN steps) and --network host (the build): each answered a failure
+#                        where the recipe was worked out; kept, harmless where not needed
+#   -v CA bundle :ro     the host trusts an HTTPS authority the base image does not (pip:
+#                        "certificate verify failed" without it, seen here); a bind mount is
+#                        never committed, so the bundle stays out of the image (a test checks)
 #   --format docker      OCI images have no HEALTHCHECK; the docker format keeps it
 set -euo pipefail
 cd "$(dirname "$0")/../.."
