@@ -167,6 +167,12 @@ class Container:
         gevent.joinall(self._readers, timeout=10)
         return rc
 
+    def finished_at(self) -> float:
+        """When the container's process exited (epoch seconds, as conmon saw it): free of
+        the time the `podman run` client takes to tear down afterwards."""
+        nanos = podman("inspect", self.name, "--format", "{{.State.FinishedAt.UnixNano}}").stdout
+        return int(nanos) / 1e9
+
     def remove(self) -> None:
         podman("rm", "--force", "--volumes", "--time", "0", self.name, check=False)  # and its anonymous volumes
         if self._proc.poll() is None:
