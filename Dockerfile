@@ -1,7 +1,7 @@
 # PainChain Kubernetes connector.  Build: docker build -t painchain/kubernetes-connector .
 #
-# Two stages. `build` makes the connector's wheel and installs it, with its dependencies,
-# into a virtual environment at /opt/painchain; the runtime stage copies only that
+# Two stages. `build` installs the dependencies and then the connector's wheel into a
+# virtual environment at /opt/painchain; the runtime stage copies only that
 # environment, so the image holds no source tree, build/ directory, egg-info or wheel.
 # (Not `RUN --mount=from=build` to install in the runtime stage: podman 4.3's buildah
 # leaves that mount empty when the build stage comes from its layer cache.)
@@ -9,17 +9,23 @@
 FROM python:3.11-slim AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
-WORKDIR /src
-COPY pyproject.toml setup.py README.md ./
-COPY painchain_connector ./painchain_connector
-RUN pip wheel --no-deps --wheel-dir /wheels .
 # Bytecode is compiled here, at the path it runs from: on a read-only root filesystem
 # nothing compiled later can be kept. --no-compile is the measured alternative
-# (tests/image/measure.py; README "Deployment").
+# (tests/image/measure.py; README "Container image").
 ARG PIP_BYTECODE=--compile
+WORKDIR /src
+# The dependencies first, in a layer rebuilt only when setup.py changes: installed through
+# an empty package of the same name and requirements, which is then removed.
+COPY pyproject.toml setup.py ./
 RUN python -m venv --without-pip /opt/painchain \
- && pip --python /opt/painchain/bin/python install ${PIP_BYTECODE} /wheels/*.whl
-
+ && mkdir painchain_connector && touch README.md \
+ && pip --python /opt/painchain/bin/python install ${PIP_BYTECODE} . \
+ && pip --python /opt/painchain/bin/python uninstall --yes painchain-kubernetes-connector \
+ && rm -r /src
+COPY pyproject.toml setup.py README.md ./
+COPY painchain_connector ./painchain_connector
+RUN pip wheel --no-deps --wheel-dir /wheels . \
+ && pip --python /opt/painchain/bin/python install --no-deps ${PIP_BYTECODE} /wheels/*.whl
 
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 \
