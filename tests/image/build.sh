@@ -75,6 +75,7 @@ else
   if [[ ! -s $TARBALL ]]; then
     log "base: making the stand-in with mmdebstrap (first run only, about 2 min)"
     mkdir -p "$CACHE"
+    rm -f "$CACHE"/python-3.11-slim-standin-*.tar  # stand-ins of older recipes
     mmdebstrap --quiet --format=tar "${RECIPE[@]}" "$TARBALL.partial"
     mv "$TARBALL.partial" "$TARBALL"
   fi
