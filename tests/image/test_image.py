@@ -11,7 +11,7 @@ import re
 
 import pytest
 
-from tests.image.containers import BASE, STATE_DIR, free_port, healthcheck, image_config, podman
+from tests.image.containers import BASE, RUN_FLAGS, STATE_DIR, free_port, healthcheck, image_config, podman
 
 pytestmark = pytest.mark.image
 
@@ -23,8 +23,7 @@ def _certificates(text: str) -> set[str]:
 
 
 def _run_once(image: str, *args: str, entrypoint: str | None = None, env: dict | None = None):
-    argv = ["run", "--rm", "--no-healthcheck", "--network", "none",
-            "--ulimit", "nofile=16384:16384", "--ulimit", "nproc=16384:16384"]
+    argv = ["run", "--rm", "--network", "none", *RUN_FLAGS]
     if entrypoint:
         argv += ["--entrypoint", entrypoint]
     for key, value in (env or {}).items():
