@@ -144,7 +144,9 @@ class ControlPlane:
     def __init__(self, *, run_dir: str | os.PathLike | None = None, ready_timeout: float = 90.0,
                  user_pool_size: int = USER_POOL_SIZE, die_with_parent: bool = True,
                  own_session: bool = False, etcd_proxy: Path | None = None,
-                 run_dir_prefix: str = "painchain-envtest-", extra_apiserver_args: tuple[str, ...] = ()):
+                 run_dir_prefix: str = "painchain-envtest-", label: str = "envtest",
+                 extra_apiserver_args: tuple[str, ...] = ()):
+        self.label = label  # prefix of the progress lines
         self._given_run_dir = Path(run_dir) if run_dir else None
         self.run_dir_prefix = run_dir_prefix
         self.etcd_proxy = etcd_proxy
@@ -224,7 +226,7 @@ class ControlPlane:
                 if attempt == 2:
                     raise ControlPlaneError("ports kept being taken by other processes") from None
         self.timings["start_s"] = time.monotonic() - t0
-        print(f"[envtest] control plane ready in {self.timings['start_s']:.1f}s "
+        print(f"[{self.label}] control plane ready in {self.timings['start_s']:.1f}s "
               f"(etcd {self.timings['etcd_ready_s']:.1f}s) at {self.server}, run dir {self.run_dir}",
               file=out, flush=True)
         return self
