@@ -206,7 +206,7 @@ def run_demo(args, *, environ=None, stdout=None, stderr=None) -> int:
     story.start()
     try:
         gevent.wait([stop, story], count=1)
-        if options.keep and story.successful() and not stop.is_set():
+        if options.keep and demo.done and not stop.is_set():
             stop.wait()
     finally:
         if not story.dead:
