@@ -51,7 +51,7 @@ def facts(body: dict) -> list[str]:
     replicas = data.get("replicas")
     if isinstance(replicas, dict) and "desired" in replicas:
         found.append(f"ready {replicas.get('ready')}/{replicas.get('desired')}")
-    if not any(f.startswith("image") for f in found):
+    if not data.get("changed"):  # a change says enough; a creation or an outcome shows the image
         found += [_short(i.get("image")) for i in data.get("images") or () if isinstance(i, dict)][:2]
     termination = data.get("termination") if isinstance(data.get("termination"), dict) else {}
     if data.get("message") or termination.get("message"):  # the title has the exit code already

@@ -57,7 +57,10 @@ class Demo:
         from .story import Recorder
 
         self.settings, self.options = settings, options
-        self.stdout, self.stderr = stdout, stderr
+        self.stdout = stdout
+        # The story and the summary go with the events when a person reads stdout; else to
+        # stderr, so that stdout stays pure JSON lines (and tox does not paint them as errors).
+        self.talk = stdout if stdout.isatty() else stderr
         self.control_plane = None
         self.connector = None
         self.kubeconfig: str | None = None
@@ -67,7 +70,7 @@ class Demo:
         self.failure: str | None = None
 
     def say(self, text: str) -> None:
-        print(f"[demo] {text}", file=self.stderr, flush=True)
+        print(f"[demo] {text}", file=self.talk, flush=True)
 
     def _posters(self):
         """JSON lines to --sink and/or to stdout when it is not a terminal; readable lines on a terminal."""
@@ -112,7 +115,7 @@ class Demo:
                      "(about 9 minutes on 2 cores, needs root for apt); progress follows")
         self.control_plane = cp = ControlPlane(own_session=True, run_dir_prefix="painchain-demo-", label="demo")
         try:
-            cp.start(out=self.stderr)
+            cp.start(out=self.talk)
         except ControlPlaneError as exc:
             raise DemoFailed(f"{exc}\nSet KUBE_APISERVER_BIN / ETCD_BIN to binaries you have, or run "
                              f"the build by hand: bash {BUILD_SCRIPT}") from None
@@ -135,11 +138,11 @@ class Demo:
 
         for text in summary(self.recorder.records, expected=expected_titles(story),
                             elapsed=time.monotonic() - story_started, keep_hint=not self.options.keep):
-            print(text, file=self.stderr)
+            print(text, file=self.talk)
         self.say(f"done in {time.monotonic() - started:.0f} s")
         if self.options.keep:
             self._explain_keep()
-        self.stderr.flush()
+        self.talk.flush()
 
     def _write_integrations(self, cp):
         """The integrations file local mode reads (`--config`), pointing at the embedded cluster."""
