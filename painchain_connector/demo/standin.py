@@ -118,8 +118,13 @@ class StandIn:
         self._status(pod, phase="Running", containerStatuses=[self._container(image, {"terminated": terminated})])
         return terminated
 
+    def restarted(self, pod: str, image: str, *, restarts: int, last: dict) -> None:
+        """The kubelet started the container again; `last` is how it ended before."""
+        self._status(pod, phase="Running", containerStatuses=[self._container(
+            image, {"running": {"startedAt": _now()}}, restarts=restarts, last={"terminated": last})])
+
     def back_off(self, pod: str, image: str, *, restarts: int, last: dict, delay: str) -> None:
-        """The kubelet restarted the container, it exited again (`last`), and now it waits."""
+        """The kubelet waits before the next restart (CrashLoopBackOff); `last` is the last exit."""
         self._status(pod, phase="Running", containerStatuses=[self._container(
             image, {"waiting": {"reason": "CrashLoopBackOff",
                                 "message": f"back-off {delay} restarting failed container=main pod={pod}"}},
