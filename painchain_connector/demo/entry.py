@@ -188,7 +188,7 @@ def run_demo(args, *, environ=None, stdout=None, stderr=None) -> int:
 
     environ = os.environ if environ is None else environ
     stdout, stderr = stdout or sys.stdout, stderr or sys.stderr
-    if args.backend or args.config_file or args.local:
+    if args.backend or args.config_file:
         print("painchain-connector: --demo brings its own cluster and integration; without --demo, "
               "--config and --backend point the connector at yours (see --help)", file=stderr)
         return 2

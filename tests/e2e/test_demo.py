@@ -126,4 +126,5 @@ def test_keep_leaves_the_cluster_up_for_the_users_changes_until_ctrl_c(tmp_path)
         assert proc.wait(timeout=60) == 0
     finally:
         _stop(proc)
+    assert user["token"] not in said + proc.stderr.read()  # the kubeconfig holds it; no line shows it
     assert _left_behind(scratch) == ([], [])
