@@ -64,6 +64,7 @@ class Demo:
         self.control_plane = None
         self.connector = None
         self.kubeconfig: str | None = None
+        self.kube = None
         self._files = []
         self.recorder = Recorder(forward=self._posters())
         self.done = False
@@ -119,7 +120,7 @@ class Demo:
         except ControlPlaneError as exc:
             raise DemoFailed(f"{exc}\nSet KUBE_APISERVER_BIN / ETCD_BIN to binaries you have, or run "
                              f"the build by hand: bash {BUILD_SCRIPT}") from None
-        kube = Kube(server=cp.server, ca_file=cp.ca_file, token=cp.admin_token)
+        self.kube = kube = Kube(server=cp.server, ca_file=cp.ca_file, token=cp.admin_token)
         kube.create("namespaces", None, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
         self.kubeconfig = cp.write_kubeconfig(cp.run_dir / "kubeconfig", {"painchain-demo": cp.admin_token})
         integrations = self._write_integrations(cp)
@@ -172,6 +173,8 @@ class Demo:
     def close(self) -> None:
         """Stops the connector, then the control plane (its children, its run directory)."""
         try:
+            if self.kube is not None:
+                self.kube.close()
             if self.connector is not None:
                 self.connector.stop(timeout=2)
         finally:
