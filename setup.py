@@ -9,6 +9,8 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
     packages=find_packages(include=["painchain_connector", "painchain_connector.*"]),
+    # --demo builds its kube-apiserver with this script when the cached binary is missing
+    package_data={"painchain_connector.demo": ["build.sh"]},
     install_requires=[
         "gevent>=24.2",
         "kubernetes>=37,<38",

@@ -53,13 +53,22 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"backend mode: PainChain API base URL, ending in /api (default when given bare: {DEFAULT_BACKEND_URL})",
     )
     parser.add_argument("--local", action="store_true", help="force local mode even if BACKEND_API_URL is set")
+    parser.add_argument("--demo", action="store_true",
+                        help="try it: start an embedded cluster, watch it, play a short story (DEMO_PACE seconds "
+                             "between steps, default 3), print each event and a summary")
+    parser.add_argument("--keep", action="store_true",
+                        help="with --demo: keep the cluster and the connector running after the story (prints a "
+                             "KUBECONFIG for kubectl); Ctrl-C stops everything")
     for flag, (field, kind, text) in _FLAGS.items():
         parser.add_argument(flag, dest=field, type=kind, default=None, help=text)
     return parser
 
 
 def parse_settings(argv: list[str], environ=None) -> Settings:
-    args = build_parser().parse_args(argv)
+    return settings_from(build_parser().parse_args(argv), environ)
+
+
+def settings_from(args: argparse.Namespace, environ=None) -> Settings:
     overrides = {field: getattr(args, field) for field, _, _ in _FLAGS.values()}
     overrides["backend_url"] = args.backend
     settings = load_settings(environ=environ, overrides=overrides)
@@ -69,8 +78,16 @@ def parse_settings(argv: list[str], environ=None) -> Settings:
 
 
 def run(argv: list[str]) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.keep and not args.demo:
+        parser.error("--keep goes with --demo")
+    if args.demo:
+        from .demo.entry import run_demo
+
+        return run_demo(args)
     try:
-        settings = parse_settings(argv)
+        settings = settings_from(args)
     except SettingsError as exc:
         print(f"painchain-connector: {exc}", file=sys.stderr)
         return 2

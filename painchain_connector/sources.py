@@ -238,7 +238,8 @@ class LocalSource:
                     "no cluster to watch: there is no kubeconfig (~/.kube/config or $KUBECONFIG) and no "
                     "--config file. Point the connector at a cluster with KUBECONFIG=/path/to/kubeconfig, "
                     "or give --config integrations.yaml (a list of integrations, see README 'Local mode'), "
-                    "or run against a PainChain backend with --backend URL / BACKEND_API_URL."
+                    "or run against a PainChain backend with --backend URL / BACKEND_API_URL. "
+                    "To try the connector first, --demo (tox -e demo) runs it on an embedded cluster."
                 ) from None
             cluster = {"name": "in-cluster", "inCluster": True}
         return {

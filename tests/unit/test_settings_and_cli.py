@@ -81,6 +81,7 @@ def test_cli_without_cluster_or_backend_exits_nonzero_saying_what_to_do(tmp_path
     )
     assert out.returncode == 2
     assert "KUBECONFIG" in out.stderr and "--config" in out.stderr and "--backend" in out.stderr
+    assert "--demo" in out.stderr
 
 
 def test_published_json_schemas_match_the_generator():
