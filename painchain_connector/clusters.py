@@ -112,7 +112,11 @@ def build_api_client(cluster: Cluster, *, connect_timeout: float, egress: Egress
     restricted (tenant-written) cluster's connections go through the egress policy."""
     api = _build_api_client(cluster, connect_timeout=connect_timeout)
     if cluster.restricted:
-        guard_connections(api, egress or EgressPolicy())
+        try:
+            guard_connections(api, egress or EgressPolicy())
+        except EgressRefused as exc:
+            api.close()
+            raise Refused(str(exc)) from None
     return api
 
 
@@ -130,6 +134,8 @@ def _build_api_client(cluster: Cluster, *, connect_timeout: float) -> k8s.ApiCli
             raise ApiError(f"in-cluster credentials unavailable: {exc}") from None
     else:
         cfg.host = cluster.server.rstrip("/")
+        if cluster.restricted:
+            cfg.proxy = None  # HTTPS_PROXY: the proxy, not the policy, would pick the address
         cfg.api_key = {"BearerToken": cluster.token}
         cfg.api_key_prefix = {"BearerToken": "Bearer"}
         cfg.verify_ssl = not cluster.skip_tls_verify

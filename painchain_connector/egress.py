@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Iterable
 from urllib.parse import urlsplit
 
+from urllib3 import ProxyManager
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import HTTPError, NameResolutionError, NewConnectionError
@@ -38,9 +39,13 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 _BUILT_IN: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("loopback", ("127.0.0.0/8", "::1/128")),
     ("link-local", ("169.254.0.0/16", "fe80::/10")),
+    # cloud metadata endpoints outside link-local: AWS and GCP over IPv6, Alibaba
+    ("cloud metadata", ("fd00:ec2::254/128", "fd20:ce::254/128", "100.100.100.200/32")),
     ("unspecified", ("0.0.0.0/8", "::/128")),
     ("multicast", ("224.0.0.0/4", "ff00::/8")),
 )
+_NETWORKS = tuple((name, tuple(ipaddress.ip_network(r) for r in ranges)) for name, ranges in _BUILT_IN)
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 
 def parse_networks(text: str | Iterable[str] | None) -> tuple[Network, ...]:
@@ -71,13 +76,15 @@ class EgressPolicy:
         ip = ipaddress.ip_address(address.split("%", 1)[0])
         if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
             ip = ip.ipv4_mapped  # ::ffff:127.0.0.1 is loopback too
+        elif isinstance(ip, ipaddress.IPv6Address) and ip in _NAT64:
+            ip = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)  # 64:ff9b::a9fe:a9fe is 169.254.169.254
         for network in self.denied:
             if ip.version == network.version and ip in network:
                 return f"{ip} is in a denied network ({network}, DENIED_SERVER_NETWORKS)"
         if any(ip.version == n.version and ip in n for n in self.allowed):
             return None
-        for name, ranges in _BUILT_IN:
-            if any(ip in ipaddress.ip_network(r) for r in ranges if ipaddress.ip_network(r).version == ip.version):
+        for name, networks in _NETWORKS:
+            if any(ip.version == n.version and ip in n for n in networks):
                 return f"{ip} is a {name} address (not allowed for tenant clusters; see ALLOWED_SERVER_NETWORKS)"
         return None
 
@@ -130,10 +137,13 @@ class _Guarded:
 
 
 def guard_connections(api, policy: EgressPolicy) -> None:
-    """Make every connection of this kubernetes ApiClient go through the policy."""
+    """Make every connection of this kubernetes ApiClient go through the policy. A proxy
+    would check its own address, not the tenant's: a guarded client never has one."""
+    manager = api.rest_client.pool_manager
+    if isinstance(manager, ProxyManager):
+        raise EgressRefused("a proxy is configured for a tenant's cluster; refusing (the proxy would reach any address)")
     https = type("GuardedHTTPSConnection", (_Guarded, HTTPSConnection), {"egress_policy": policy})
     http = type("GuardedHTTPConnection", (_Guarded, HTTPConnection), {"egress_policy": policy})
-    manager = api.rest_client.pool_manager
     manager.pool_classes_by_scheme = {
         "http": type("GuardedHTTPConnectionPool", (HTTPConnectionPool,), {"ConnectionCls": http}),
         "https": type("GuardedHTTPSConnectionPool", (HTTPSConnectionPool,), {"ConnectionCls": https}),

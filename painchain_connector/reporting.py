@@ -107,11 +107,11 @@ class Reporter:
         self._interval = last_sync_interval
         self._clock = clock
         self._puts = Pool(pool_size)
-        self._status: dict[str, str] = {}  # what we last set (or the list said)
+        self._in_flight: set[str] = set()  # integrations with a PUT under way (one at a time each)
         self._last_sync: dict[str, float] = {}
         self._failing_streak: dict[str, int] = {}
         self._seen: dict[tuple, int] = {}  # problem key -> consecutive re-syncs seen
-        self._open: dict[tuple, Problem] = {}  # reported as started, not yet resolved
+        self._open: dict[tuple, tuple[Problem, int]] = {}  # started (with its hour), not yet resolved
 
     def stop(self) -> None:
         self._puts.kill(block=True, timeout=2)
@@ -124,6 +124,9 @@ class Reporter:
         if owns is not None:
             fetched = replace(fetched, tenants={i: t for i, t in fetched.tenants.items() if owns(i)})
         serving = {i.id: i for i in serving}
+        # The header is the served integration's own tenant (never another document's).
+        fetched = replace(fetched, tenants={i: serving[i].tenant_id if i in serving else t
+                                            for i, t in fetched.tenants.items()})
         failing, problems = cluster_problems(health)
         rejected = {r.integration_id: r.errors for r in fetched.rejected}
         rejected.update(kept)
@@ -133,8 +136,7 @@ class Reporter:
         self._problem_events(problems, serving, fetched.tenants, now)
         for integration_id, tenant in fetched.tenants.items():
             listed = statuses.get(integration_id, "active")
-            if listed == "inactive":
-                self._status.pop(integration_id, None)
+            if listed == "inactive" or integration_id in self._in_flight:
                 continue
             integ = serving.get(integration_id)
             clusters = [failing.get((integration_id, c.name)) for c in integ.clusters] if integ else []
@@ -143,20 +145,27 @@ class Reporter:
                 if all_failing else 0
             config_bad = integration_id in rejected and (integ is None or integration_id in kept)
             wanted = "error" if config_bad or streak >= 2 else "active"
-            current = self._status.get(integration_id, listed)
             fields: dict[str, str] = {}
-            if wanted != current:
+            if wanted != listed:  # what the backend says, so a failed PUT is tried again
                 fields["status"] = wanted
-                logger.bind(integration=integration_id).info("integration {}: status {} -> {}",
-                                                             integration_id, current, wanted)
-            if fields or now - self._last_sync.get(integration_id, float("-inf")) >= self._interval:
+            if (fields or now - self._last_sync.get(integration_id, float("-inf")) >= self._interval) \
+                    and self._puts.free_count():  # never wait for a slot: the next re-sync tries again
                 fields["lastSync"] = _iso(now)
-                self._last_sync[integration_id] = now
-                self._status[integration_id] = wanted
-                self._puts.spawn(self._update, integration_id, tenant, fields).name = "reporter-put"
+                self._in_flight.add(integration_id)
+                self._puts.spawn(self._put, integration_id, tenant, fields, now, listed).name = "reporter-put"
         for gone in [i for i in self._last_sync if i not in fetched.tenants]:
-            for table in (self._last_sync, self._status, self._failing_streak):
+            for table in (self._last_sync, self._failing_streak):
                 table.pop(gone, None)
+
+    def _put(self, integration_id: str, tenant: str | None, fields: dict, now: float, listed: str) -> None:
+        try:
+            if self._update(integration_id, tenant, fields) is not False:
+                self._last_sync[integration_id] = now
+                if "status" in fields:
+                    logger.bind(integration=integration_id).info("integration {}: status {} -> {}",
+                                                                 integration_id, listed, fields["status"])
+        finally:
+            self._in_flight.discard(integration_id)
 
     def _problem_events(self, problems: list[Problem], serving: Mapping[str, Integration],
                         tenants: Mapping[str, str | None], now: float) -> None:
@@ -165,14 +174,15 @@ class Reporter:
         for key, problem in current.items():
             needed = 1 if problem.kind == "config" else 2
             if key not in self._open and self._seen[key] >= needed and key[0] in tenants:
-                self._open[key] = problem
-                self._post(problem, tenants, serving, now, resolved=False)
+                self._open[key] = (problem, int(now // 3600))
+                self._post(problem, tenants, serving, now, hour=int(now // 3600), resolved=False)
         for key in [k for k in self._open if k not in current]:
-            problem = self._open.pop(key)
+            problem, hour = self._open.pop(key)
             if key[0] in tenants:
-                self._post(problem, tenants, serving, now, resolved=True)
+                self._post(problem, tenants, serving, now, hour=hour, resolved=True)
 
-    def _post(self, problem: Problem, tenants, serving, now: float, *, resolved: bool) -> None:
+    def _post(self, problem: Problem, tenants, serving, now: float, *, hour: int, resolved: bool) -> None:
+        """One event; its externalId is the problem's and its start hour's, for both phases."""
         integ = serving.get(problem.integration_id)
         where = f"cluster {problem.cluster!r}: " if problem.cluster else ""
         words = _WORDS[problem.kind]
@@ -184,7 +194,7 @@ class Reporter:
         if problem.cluster:
             data["cluster"] = problem.cluster
         change = Change(title=title[:500], timestamp=datetime.fromtimestamp(now, timezone.utc),
-                        external_id=f"integration-problem-{digest}-{int(now // 3600)}-{phase}",
+                        external_id=f"integration-problem-{digest}-{hour}-{phase}",
                         namespace="_integration", kind="Integration", reason=f"Problem{phase.title()}", data=data)
         route = Route(integration_id=problem.integration_id, tenant_id=tenants.get(problem.integration_id),
                       cluster=problem.cluster or "", tags=integ.tags if integ else ())

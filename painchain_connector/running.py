@@ -34,6 +34,9 @@ from .sources import BackendSource, FetchFailed, Fetched, LocalSource
 from .watching import WatchTiming
 
 
+READY_GRACE = 120.0  # seconds after the first fetch; see readiness()
+
+
 class Connector:
     def __init__(self, settings: Settings, *, source=None, poster=None, metrics: Metrics | None = None) -> None:
         self.settings = settings
@@ -83,7 +86,7 @@ class Connector:
         )
         # backend -> select (last known good) -> guard (suspicious shrink) -> reconcile;
         # report (status, lastSync, problems) -> backend
-        self.last_good = LastKnownGood()
+        self.last_good = LastKnownGood(limits=settings.limits)
         self.guard = ShrinkGuard(confirmations=settings.shrink_confirmations)
         self.reporter = (
             Reporter(update=self.backend.update_integration, emit=self.outbox.put,
@@ -104,6 +107,7 @@ class Connector:
         self.failed = Event()
         self.last_fetch: Fetched | None = None
         self.serving: tuple = ()  # the integrations the guard let through at the last re-sync
+        self._first_fetch: float | None = None
         self._reported_rejects: dict[str, tuple[str, ...]] = {}
 
     def _local_sink(self):
@@ -181,7 +185,10 @@ class Connector:
             watches={h.key: h.state for h in health},
             tried=[h.key for h in health if h.message],
             running=self._main is not None and not self._main.dead and self.outbox.running,
-            was_ready=self.ready.is_set(),
+            # A tenant's apiserver that trickles its list must not keep a new pod out of
+            # service: after READY_GRACE, a watch still on its first list no longer counts.
+            was_ready=self.ready.is_set() or (self._first_fetch is not None
+                                              and time.monotonic() - self._first_fetch > READY_GRACE),
         )
 
     def status(self) -> dict:
@@ -261,6 +268,8 @@ class Connector:
                                  health=self.pool.health(), statuses=fetched.statuses,
                                  owns=self.sharding.owns if self.sharding is not None else None)
         self.integrations_fetched = True
+        if self._first_fetch is None:
+            self._first_fetch = time.monotonic()
         self.last_fetch = fetched
         self.metrics.resync_duration.labels("ok").observe(clock() - started)
         changed = {k: v for k, v in counts.items() if v and k != "unchanged"}

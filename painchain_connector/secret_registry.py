@@ -70,8 +70,9 @@ class SecretRegistry:
     def retain(self, owners: Iterable[str]) -> None:
         """Forget the secrets of every owner not in `owners` (the operator's own stay)."""
         keep = set(owners) | {""}
-        if any(owner not in keep for owner in self._owners):
-            self._owners = {o: v for o, v in self._owners.items() if o in keep}
+        gone = [o for o in self._owners if o.split("#", 1)[0] not in keep]  # "id#kept" belongs to "id"
+        if gone:
+            self._owners = {o: v for o, v in self._owners.items() if o not in gone}
             self._rebuild()
 
     def _rebuild(self) -> None:

@@ -17,24 +17,39 @@ import dataclasses
 from dataclasses import dataclass
 
 from ._log import logger
-from .schemas.integration import Integration
-from .sources import Fetched
+from .logs import set_secrets
+from .schemas.integration import Integration, Limits
+from .sources import Fetched, watch_count
 
 
 class LastKnownGood:
-    def __init__(self) -> None:
+    def __init__(self, *, limits: Limits = Limits()) -> None:
+        self.limits = limits
         self._good: dict[str, Integration] = {}
         self.kept: dict[str, tuple[str, ...]] = {}  # id -> the errors of the config we refused
 
     def apply(self, fetched: Fetched) -> Fetched:
         valid_ids = {i.id for i in fetched.integrations}
         kept: list[Integration] = []
-        self.kept = {}
+        before, self.kept = self.kept, {}
+        budget: dict[str, int] = {}
+        for integ in fetched.integrations:
+            if integ.tenant_id is not None:
+                budget[integ.tenant_id] = budget.get(integ.tenant_id, 0) + watch_count(integ)
         for result in fetched.rejected:
             previous = self._good.get(result.integration_id)
             if result.integration is None and previous is not None and result.integration_id not in valid_ids:
+                if previous.tenant_id is not None:  # kept configs count against the tenant's budget too
+                    used = budget.get(previous.tenant_id, 0) + watch_count(previous)
+                    if used > self.limits.watches_per_tenant:
+                        continue
+                    budget[previous.tenant_id] = used
                 kept.append(previous)
                 self.kept[result.integration_id] = result.errors
+                # the token that still runs is the old config's: keep hiding it
+                set_secrets(f"{previous.id}#kept", [v for c in previous.clusters for v in (c.token, c.certificate)])
+        for gone in before.keys() - self.kept.keys():
+            set_secrets(f"{gone}#kept", ())
         self._good = {i: g for i, g in self._good.items() if i in fetched.present}
         self._good.update({i.id: i for i in fetched.integrations})
         if not kept:
@@ -61,7 +76,8 @@ class ShrinkGuard:
         stopping = [i for i in self._running if i not in wanted]
         suspicious = len(stopping) > 1 and len(stopping) * 2 > len(self._running)
         if suspicious:
-            shrunk = frozenset(wanted)
+            # The same integrations missing again confirms it, whatever else was added meanwhile.
+            shrunk = frozenset(stopping)
             self._seen = self._seen + 1 if shrunk == self._suspect else 1
             self._suspect = shrunk
             if self._seen < self.confirmations:

@@ -44,9 +44,15 @@ class Fetched:
 
 
 def _secrets_of(doc: Any) -> list[str]:
-    """Tokens and CA bundles of a raw document, valid or not, for the log redactor."""
+    """Tokens and CA bundles of a raw document, valid or not, for the log redactor (the
+    clusters may be the text the PainChain UI's text area stored)."""
     config = doc.get("config") if isinstance(doc, dict) else None
     clusters = config.get("clusters") if isinstance(config, dict) else None
+    if isinstance(clusters, str) and len(clusters) < 1_000_000:
+        try:
+            clusters = json.loads(clusters)
+        except (ValueError, RecursionError):
+            clusters = None
     found: list[str] = []
     for cluster in clusters if isinstance(clusters, list) else ():
         if isinstance(cluster, dict):
@@ -98,7 +104,7 @@ def _refuse_local_credentials(result: ParseResult, *, tenant: bool, allow_in_clu
                        tuple(errors))
 
 
-def _watch_count(integ: Integration) -> int:
+def watch_count(integ: Integration) -> int:
     return len(integ.clusters) * len(integ.resources.enabled()) * max(1, len(integ.namespaces))
 
 
@@ -116,9 +122,11 @@ def select(docs: Iterable[Any], *, allow_in_cluster: bool = True, allow_contexts
     """
     docs = [d for d in docs if not isinstance(d, dict) or d.get("type") == "kubernetes"]
     public = _public_words(docs)
+    owners: set[str] = set()
     for doc in docs:
         owner = doc.get("id") if isinstance(doc, dict) and isinstance(doc.get("id"), str) else None
-        if owner:
+        if owner and owner not in owners:  # a repeated id is rejected: its first document is the one served
+            owners.add(owner)
             set_secrets(owner, _secrets_of(doc), public=public)
     valid: list[Integration] = []
     rejected: list[ParseResult] = []
@@ -130,7 +138,7 @@ def select(docs: Iterable[Any], *, allow_in_cluster: bool = True, allow_contexts
     budget: dict[str, int] = {}
     for doc in docs:
         if isinstance(doc, dict):
-            if isinstance(doc.get("id"), str) and doc["id"]:
+            if isinstance(doc.get("id"), str) and doc["id"] and doc["id"] not in present:
                 present.add(doc["id"])
                 tenant = doc.get("tenantId")
                 if tenant is None or (isinstance(tenant, str) and tenant):
@@ -149,10 +157,10 @@ def select(docs: Iterable[Any], *, allow_in_cluster: bool = True, allow_contexts
             result = ParseResult(None, result.integration_id, ("id: duplicate integration id in the list.",))
         integ = result.integration
         if integ is not None and integ.tenant_id is not None:
-            used = budget.get(integ.tenant_id, 0) + _watch_count(integ)
+            used = budget.get(integ.tenant_id, 0) + watch_count(integ)
             if used > limits.watches_per_tenant:
                 result = ParseResult(None, result.integration_id, result.errors + (
-                    f"config: this integration needs {_watch_count(integ)} watches (clusters x resources x "
+                    f"config: this integration needs {watch_count(integ)} watches (clusters x resources x "
                     f"namespaces), more than its tenant has left of {limits.watches_per_tenant}.",))
             else:
                 budget[integ.tenant_id] = used

@@ -214,6 +214,8 @@ class _JsonText(fields.Field):
                 except ValueError as exc:
                     where = f"line {exc.lineno} column {exc.colno}" if hasattr(exc, "lineno") else "?"
                     raise ValidationError(f"not valid JSON (at {where}).") from None
+                except RecursionError:  # "[[[[...]]]]": a tenant must not crash the re-sync
+                    raise ValidationError("not valid JSON (nested too deeply).") from None
         return None if value is None else self.inner.deserialize(value, attr, data, **kwargs)
 
 
@@ -288,6 +290,13 @@ def _over_limits(config: dict, limits: Limits) -> list[str]:
 
 def parse_integration(raw: Any, *, limits: Limits = Limits()) -> ParseResult:
     """Validate one integration document; never raises for bad input."""
+    try:
+        return _parse_integration(raw, limits=limits)
+    except RecursionError:  # a document nested deeper than any real one: refuse it, not the re-sync
+        return ParseResult(None, _safe_id(raw), ("integration: nested too deeply to read.",))
+
+
+def _parse_integration(raw: Any, *, limits: Limits) -> ParseResult:
     integration_id = _safe_id(raw)
     if not isinstance(raw, Mapping):
         return ParseResult(None, integration_id, ("integration: must be a JSON object.",))

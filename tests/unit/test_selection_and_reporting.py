@@ -1,4 +1,7 @@
 """The pure stages between the backend's list and the watches, and the report back."""
+import gevent
+from gevent.event import Event
+
 from painchain_connector.model import WatchKey
 from painchain_connector.reporting import Reporter, WatchHealth, cluster_problems
 from painchain_connector.selection import LastKnownGood, ShrinkGuard
@@ -70,13 +73,19 @@ def test_cluster_problems_group_forbidden_resources_into_one_problem_naming_the_
 
 def test_status_turns_error_after_two_failing_resyncs_and_back_and_each_problem_is_one_event_each_way():
     puts, events, now = [], [], [1000.0]
-    reporter = Reporter(update=lambda i, t, f: puts.append((i, t, dict(f))), emit=events.append,
-                        last_sync_interval=600, clock=lambda: now[0])
+    listed = {"i1": "active"}  # what the backend answers in its list
+
+    def update(integration_id, tenant, fields):
+        puts.append((integration_id, tenant, dict(fields)))
+        listed.update({integration_id: fields["status"]} if "status" in fields else {})
+        return True
+
+    reporter = Reporter(update=update, emit=events.append, last_sync_interval=600, clock=lambda: now[0])
     fetched = select([doc("i1")])
 
     def resync(state):
         reporter.report(serving=fetched.integrations, fetched=fetched, kept={},
-                        health=[health("prod", "pods", state)], statuses={"i1": "active"})
+                        health=[health("prod", "pods", state)], statuses=dict(listed))
         reporter._puts.join()
         now[0] += 60
 
@@ -91,7 +100,31 @@ def test_status_turns_error_after_two_failing_resyncs_and_back_and_each_problem_
     assert puts[-1][2]["status"] == "active"
     assert [(e.body["data"]["phase"], e.body["project"], e.tenant_id) for e in events] == [
         ("started", "prod:_integration", "t1"), ("resolved", "prod:_integration", "t1")]
-    assert events[0].external_id != events[1].external_id
+    assert events[0].external_id.rsplit("-", 1)[0] == events[1].external_id.rsplit("-", 1)[0]  # same start hour
+
+
+def test_a_failed_status_put_is_tried_again_at_the_next_resync_and_a_full_pool_never_blocks():
+    answers, puts = [False, True], []
+
+    def update(integration_id, tenant, fields):
+        puts.append(dict(fields))
+        return answers.pop(0) if answers else True
+
+    fetched = select([doc("i1")])
+    reporter = Reporter(update=update, emit=lambda e: None, clock=lambda: 1000.0)
+    for _ in range(2):
+        reporter.report(serving=(), fetched=fetched, kept={"i1": ("config.clusters: x",)}, health=[],
+                        statuses={"i1": "active"})
+        reporter._puts.join()
+    assert [p.get("status") for p in puts] == ["error", "error"]
+
+    blocked = Event()
+    slow = Reporter(update=lambda *a: blocked.wait(), emit=lambda e: None, pool_size=1)
+    many = select([doc(f"i{n}") for n in range(5)])
+    with gevent.Timeout(1):  # would block on the second PUT if it waited for a slot
+        slow.report(serving=(), fetched=many, kept={}, health=[], statuses={})
+    blocked.set()
+    slow._puts.join()
 
 
 def test_an_inactive_integration_is_never_updated():
@@ -101,3 +134,44 @@ def test_an_inactive_integration_is_never_updated():
     reporter.report(serving=(), fetched=fetched, kept={}, health=[], statuses=fetched.statuses)
     reporter._puts.join()
     assert puts == []
+
+
+def test_a_shrink_confirms_even_while_other_integrations_are_added():
+    guard = ShrinkGuard(confirmations=3)
+    guard.review(select([doc(f"i{n}") for n in range(4)]))
+    for extra in range(3):
+        verdict = guard.review(select([doc("i0")] + [doc(f"new{n}") for n in range(extra + 1)]))
+    assert verdict.held == () and sorted(i.id for i in verdict.integrations) == ["i0", "new0", "new1", "new2"]
+
+
+def test_kept_configs_count_against_the_tenants_watch_budget():
+    from painchain_connector.schemas.integration import Limits
+
+    limits = Limits(watches_per_tenant=6)  # one cluster x six resources
+    keeper = LastKnownGood(limits=limits)
+    keeper.apply(select([doc("a")], limits=limits))
+    after = keeper.apply(select([doc("a", clusters="[{"), doc("b")], limits=limits))
+    assert [i.id for i in after.integrations] == ["b"] and keeper.kept == {}
+
+
+def test_a_repeated_id_never_routes_to_the_second_documents_tenant():
+    first, second = doc("dup", tenant="tenant-a"), doc("dup", tenant="tenant-b")
+    fetched = select([first, second])
+    assert [i.tenant_id for i in fetched.integrations] == ["tenant-a"] and fetched.tenants == {"dup": "tenant-a"}
+
+
+def test_a_config_nested_too_deeply_is_rejected_not_raised():
+    evil = doc("evil", clusters="[" * 5000 + "]" * 5000)
+    fetched = select([evil, doc("fine")])
+    assert [i.id for i in fetched.integrations] == ["fine"]
+    assert "nested too deeply" in fetched.rejected[0].errors[0]
+
+
+def test_tokens_typed_into_the_clusters_text_area_are_redacted():
+    import json
+
+    from painchain_connector.logs import redact
+
+    secret = "typed-into-the-ui-" + "x" * 20
+    select([doc("ui", clusters=json.dumps([{"name": "c", "server": "https://k8s.example.com", "token": secret}]))])
+    assert secret not in redact(f"oops {secret}")
