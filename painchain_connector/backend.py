@@ -32,10 +32,10 @@ from ._log import logger
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import NewConnectionError
 
+from .metadata import USER_AGENT
 from .model import Outgoing
 
 CONNECTOR_TYPE = "kubernetes"
-USER_AGENT = "painchain-kubernetes-connector/0.1"
 TENANT_HEADER = "x-tenant-id"
 _MAX_DETAIL = 200  # characters of the backend's own error message kept in ours
 

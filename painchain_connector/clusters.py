@@ -18,9 +18,10 @@ import urllib3
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
-from ._log import logger
+from kubernetes.utils.keepalive import tcp_keepalive_socket_options
 
 from .logs import redact
+from .metadata import USER_AGENT
 from .schemas.integration import Cluster
 
 
@@ -93,15 +94,24 @@ def _status_error(status: int, body: bytes) -> ApiError:
     return ServerError(f"HTTP {status}: {message}", status=status)
 
 
+# TCP keepalive on every socket to a cluster: a silently dead peer (a host that vanished,
+# a NAT that dropped the flow) is noticed after idle + interval * count = 60 s of silence
+# instead of the watch's read timeout (issue 13 point 3). A peer that answers keepalive
+# but forwards nothing (a proxy holding the stream) is the stall probe's job.
+KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_COUNT = 30, 10, 3
+CLIENT_POOL_SIZE = 256
+VERSION_MAX_BYTES = 64 * 1024  # a /version answer is about 400 bytes
+
+
 def build_api_client(cluster: Cluster, *, connect_timeout: float) -> k8s.ApiClient:
     """A client for one credential set. Raises ApiError for unusable credentials."""
+    cfg = k8s.Configuration()
     if cluster.context:
         try:
-            return k8s_config.new_client_from_config(context=cluster.context, persist_config=False)
+            k8s_config.load_kube_config(context=cluster.context, client_configuration=cfg, persist_config=False)
         except (k8s_config.ConfigException, OSError, ValueError) as exc:
             raise ApiError(f"kubeconfig context {cluster.context!r} cannot be loaded: {exc}") from None
-    cfg = k8s.Configuration()
-    if cluster.in_cluster:
+    elif cluster.in_cluster:
         try:
             k8s_config.load_incluster_config(client_configuration=cfg)
         except k8s_config.ConfigException as exc:
@@ -113,12 +123,20 @@ def build_api_client(cluster: Cluster, *, connect_timeout: float) -> k8s.ApiClie
         cfg.verify_ssl = not cluster.skip_tls_verify
         if cluster.certificate:
             cfg.ca_cert_data = cluster.ca_pem.decode("utf-8", "replace")
+    return client_with_settings(cfg)
+
+
+def client_with_settings(cfg: k8s.Configuration) -> k8s.ApiClient:
+    """The one place every ApiClient is made, whatever its credentials: the connector's
+    client settings apply to all of them (a hook that must see every client goes here)."""
     # urllib3 retries would hide a dead connection behind silent re-tries; the
     # Reflector owns retry policy. Streams are lazy, so a large pool costs nothing.
     cfg.retries = False
-    cfg.connection_pool_maxsize = 256
+    cfg.connection_pool_maxsize = CLIENT_POOL_SIZE
+    cfg.socket_options = tcp_keepalive_socket_options(
+        idle=KEEPALIVE_IDLE, interval=KEEPALIVE_INTERVAL, count=KEEPALIVE_COUNT)
     api = k8s.ApiClient(cfg)
-    api.user_agent = "painchain-kubernetes-connector"
+    api.user_agent = USER_AGENT
     return api
 
 
@@ -235,14 +253,22 @@ def _lines(raw) -> Iterator[dict]:
         yield loads(tail)
 
 
-def check_connection(api: k8s.ApiClient, *, cluster_label: str, connect_timeout: float) -> str:
-    """GET /version: reachability and TLS only (no RBAC needed). Returns the server version."""
+def check_connection(api: k8s.ApiClient, *, connect_timeout: float) -> str:
+    """GET /version: reachability and TLS only (no RBAC needed). Returns the server version.
+
+    Every failure is an ApiError, whatever the answer was (not JSON, not an object, cut)."""
     lw = ListerWatcher(api, path="/version", connect_timeout=connect_timeout)  # ApiError on failure
     raw = lw._get([], read_timeout=connect_timeout)
     try:
-        doc = json.loads(raw.read())
+        body = raw.read(VERSION_MAX_BYTES + 1)
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        raise Unreachable(f"cannot reach the cluster: /version interrupted: {type(exc).__name__}") from None
     finally:
         raw.release_conn()
-    version = doc.get("gitVersion", "?")
-    logger.debug("connection test passed for {}: server {}", cluster_label, version)
-    return version
+    try:
+        doc = orjson.loads(body) if len(body) <= VERSION_MAX_BYTES else None
+    except ValueError:
+        doc = None
+    if not isinstance(doc, dict) or not isinstance(doc.get("gitVersion", ""), str):
+        raise ServerError("the answer to GET /version is not a Kubernetes version document")
+    return doc.get("gitVersion") or "?"

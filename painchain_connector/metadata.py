@@ -5,6 +5,9 @@
 """
 from __future__ import annotations
 
+VERSION = "0.1.0"  # = setup.py's version
+USER_AGENT = f"painchain-kubernetes-connector/{VERSION}"  # on every request, to clusters and the backend
+
 CLUSTERS_HELP = (
     'JSON list of clusters. Token mode: [{"name": "prod", "server": "https://host:6443", '
     '"token": "<service account token>", "certificate": "<base64 PEM CA, optional>", '

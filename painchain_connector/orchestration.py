@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
@@ -21,6 +22,7 @@ from gevent import Greenlet
 from ._log import logger
 
 from .clusters import ApiError, ListerWatcher, build_api_client, check_connection
+from .logs import redact
 from .metrics import Metrics
 from .model import ALL_NAMESPACES, Route, WatchKey
 from .resources import RESOURCE_TYPES
@@ -73,11 +75,11 @@ class ClientCache:
 
     def __init__(self, *, connect_timeout: float, spawn_check: Callable[..., object]) -> None:
         self.connect_timeout = connect_timeout
-        self._clients: dict[str, list] = {}  # fingerprint -> [api, refcount]
+        self._clients: dict[str, list] = {}  # fingerprint -> [api, refcount, {integration id: watches}]
         self._warned_insecure: set[str] = set()
         self._spawn_check = spawn_check
 
-    def acquire(self, cluster: Cluster, *, label: str):
+    def acquire(self, cluster: Cluster, *, label: str, integration_id: str = ""):
         fp = cluster.credential_fingerprint
         entry = self._clients.get(fp)
         if entry is None:
@@ -85,30 +87,47 @@ class ClientCache:
             if cluster.skip_tls_verify and fp not in self._warned_insecure:
                 self._warned_insecure.add(fp)
                 logger.warning("{}: skipTLSVerify is on: the API server's identity is NOT verified", label)
-            entry = self._clients[fp] = [api, 0]
-            self._spawn_check(self._check, api, label)
+            entry = self._clients[fp] = [api, 0, Counter()]
+            # Runs after this adjust() has acquired for every integration sharing the client.
+            self._spawn_check(self._check, entry, cluster.name)
         entry[1] += 1
+        entry[2][integration_id] += 1
         return entry[0]
 
-    def release(self, cluster: Cluster) -> None:
+    def release(self, cluster: Cluster, *, integration_id: str = "") -> None:
         fp = cluster.credential_fingerprint
         entry = self._clients.get(fp)
         if entry is None:
             return
         entry[1] -= 1
+        entry[2][integration_id] -= 1
+        if entry[2][integration_id] <= 0:
+            del entry[2][integration_id]
         if entry[1] <= 0:
             del self._clients[fp]
             entry[0].close()
 
-    def _check(self, api, label: str) -> None:
+    def _check(self, entry: list, cluster_name: str) -> None:
+        label = f"cluster {cluster_name!r} of {_integrations(entry[2])}"
         try:
-            version = check_connection(api, cluster_label=label, connect_timeout=self.connect_timeout)
+            version = check_connection(entry[0], connect_timeout=self.connect_timeout)
             logger.info("{}: connection test passed (Kubernetes {})", label, version)
         except ApiError as exc:
             logger.error("{}: connection test failed: {}", label, exc)
+        except Exception as exc:  # noqa: BLE001 - any failure is a failed test, not a dead greenlet
+            logger.error("{}: connection test failed: {}", label, redact(f"{type(exc).__name__}: {exc}"))
 
     def __len__(self) -> int:
         return len(self._clients)
+
+
+def _integrations(users: Counter, *, most: int = 5) -> str:
+    """'integration a', or '3 integrations (a, b, c)': every integration sharing a client."""
+    ids = sorted(users)
+    if len(ids) == 1:
+        return f"integration {ids[0]}"
+    named = ", ".join(ids[:most]) + (f", +{len(ids) - most} more" if len(ids) > most else "")
+    return f"{len(ids)} integrations ({named})"
 
 
 class WatchPool:
@@ -177,7 +196,7 @@ class WatchPool:
         key = spec.key
         label = f"integration {key.integration_id} cluster {key.cluster!r}"
         try:
-            api = self.clients.acquire(spec.cluster, label=label)
+            api = self.clients.acquire(spec.cluster, label=label, integration_id=key.integration_id)
         except ApiError as exc:
             if self.failed.get(key) != str(exc):
                 logger.bind(**key.log_context()).error("{}: cannot build a client: {}", label, exc)
@@ -264,7 +283,7 @@ class WatchPool:
         if not running.greenlet.dead:
             logger.bind(**key.log_context()).error("watch {} did not stop within 5 s", key)
         running.reflector.close()
-        self.clients.release(running.spec.cluster)
+        self.clients.release(running.spec.cluster, integration_id=key.integration_id)
 
     def stop_all(self) -> None:
         if self._flusher is not None:
