@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from datetime import datetime, timezone
+from datetime import datetime
 from http.cookiejar import DefaultCookiePolicy
 from typing import Any
 from urllib.parse import quote
@@ -34,6 +34,7 @@ from urllib3.exceptions import NewConnectionError
 
 from .metadata import USER_AGENT
 from .model import Outgoing
+from .schemas.event import iso_utc
 
 CONNECTOR_TYPE = "kubernetes"
 TENANT_HEADER = "x-tenant-id"
@@ -86,13 +87,6 @@ def _error_for(response: requests.Response, what: str, *, with_detail: bool) -> 
         text += f" ({detail})"
     cls = TransientError if status >= 500 else PermanentError
     return cls(text, status=status)
-
-
-def _iso(when: datetime) -> str:
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    when = when.astimezone(timezone.utc)
-    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
 
 
 class BackendClient:
@@ -232,7 +226,7 @@ class BackendClient:
         log = logger.bind(integration=integration_id)
         try:
             response = self._send("PUT", f"/integrations/{quote(integration_id, safe='')}", what,
-                                  data=json.dumps({"lastSync": _iso(when)}), headers=self._json_headers(tenant_id))
+                                  data=json.dumps({"lastSync": iso_utc(when)}), headers=self._json_headers(tenant_id))
             if not response.ok:
                 raise _error_for(response, what, with_detail=False)
         except BackendError as exc:

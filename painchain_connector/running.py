@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import sys
 import time
-from datetime import datetime, timezone
 from typing import Callable
 
 import gevent
@@ -234,7 +233,3 @@ class Connector:
                 per_integration.labels(route.integration_id).inc(len(changes))
 
         return emit
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
