@@ -5,6 +5,10 @@
 """
 from __future__ import annotations
 
+import json
+
+from .resources import RESOURCE_NAMES
+
 VERSION = "0.1.0"  # = setup.py's version
 USER_AGENT = f"painchain-kubernetes-connector/{VERSION}"  # on every request, to clusters and the backend
 
@@ -34,8 +38,7 @@ METADATA: dict = {
             {"key": "namespaces", "label": "Namespaces", "type": "text", "placeholder": "default, prod",
              "required": False, "help": "Namespaces to watch; empty watches all namespaces."},
             {"key": "resources", "label": "Resources", "type": "textarea",
-             "placeholder": '{"pods": true, "deployments": true, "services": true, "statefulsets": true, '
-             '"daemonsets": true, "events": true}', "required": False,
+             "placeholder": json.dumps({name: True for name in RESOURCE_NAMES}), "required": False,
              "help": "Which resources to watch; an absent key means true."},
         ]
     },

@@ -22,15 +22,6 @@ from .services import ServiceCompact
 
 Compact = PodCompact | WorkloadCompact | ServiceCompact | EventCompact
 
-RESOURCES: Mapping[str, str] = {
-    "pods": pods.KIND,
-    "deployments": deployments.KIND,
-    "services": services.KIND,
-    "statefulsets": statefulsets.KIND,
-    "daemonsets": daemonsets.KIND,
-    "events": events.KIND,
-}
-
 _MODULES = {
     "pods": pods,
     "deployments": deployments,
@@ -39,6 +30,7 @@ _MODULES = {
     "daemonsets": daemonsets,
     "events": events,
 }
+RESOURCES: Mapping[str, str] = {name: m.KIND for name, m in _MODULES.items()}  # resource -> kind
 _PROJECT: dict[str, Callable[[Mapping[str, Any]], Compact]] = {name: m.project for name, m in _MODULES.items()}
 _DETECT = {name: m.detect for name, m in _MODULES.items()}
 
