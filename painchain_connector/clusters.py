@@ -77,6 +77,27 @@ class ServerError(ApiError):
     reason = "error"
 
 
+class Oversized(ApiError):
+    """The cluster answered more than a bound allows (a list page, a watch line, objects or
+    pages of one list): not read further, retried on the next re-sync. The message names
+    the bound and its setting, never the content."""
+
+    reason = "oversized"
+
+
+@dataclass(frozen=True)
+class ReadLimits:
+    """What one cluster's answer may cost, whoever runs that "cluster" (issue 11 point 3).
+
+    Defaults fit real clusters with room: the apiserver stores objects of at most 1.5 MiB
+    and 150,000 pods is the Kubernetes scalability limit."""
+
+    max_list_page_bytes: int = 32 * 2**20
+    max_watch_line_bytes: int = 4 * 2**20
+    max_list_objects: int = 150_000
+    max_list_pages: int = 2_000
+
+
 def _status_error(status: int, body: bytes) -> ApiError:
     message = ""
     try:
@@ -148,12 +169,14 @@ class ListPage:
 
 
 class ListerWatcher:
-    """Raw list and watch of one collection path through one ApiClient."""
+    """Raw list and watch of one collection path through one ApiClient, within `limits`."""
 
-    def __init__(self, api: k8s.ApiClient, *, path: str, connect_timeout: float) -> None:
+    def __init__(self, api: k8s.ApiClient, *, path: str, connect_timeout: float,
+                 limits: ReadLimits = ReadLimits()) -> None:
         self._api = api
         self._path = path
         self._connect_timeout = connect_timeout
+        self.limits = limits
 
     def _get(self, query: list[tuple[str, str]], read_timeout: float):
         method, url, headers, body, post = self._api.param_serialize(
@@ -192,16 +215,33 @@ class ListerWatcher:
         if continue_token:
             query.append(("continue", continue_token))
         raw = self._get(query, read_timeout)
+        most = self.limits.max_list_page_bytes
+        finished = False
         try:
-            doc = orjson.loads(raw.read())
+            body = raw.read(most + 1)  # never more than the bound (+1 to tell "too large")
+            if len(body) > most:
+                raise Oversized(f"a list page is larger than {_size(most)} (MAX_LIST_PAGE_BYTES)")
+            finished = True
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise StreamCut(f"list interrupted: {type(exc).__name__}") from None
+        finally:
+            if not finished:
+                raw.close()  # the rest of an oversized answer is never read
+            raw.release_conn()
+        try:
+            doc = orjson.loads(body)
         except ValueError:
             raise StreamCut("list answer is not JSON") from None
-        finally:
-            raw.release_conn()
+        del body
+        if not isinstance(doc, dict):
+            raise ServerError("list answer is not a JSON object")
         meta = doc.get("metadata") or {}
-        return ListPage(doc.get("items") or [], meta.get("resourceVersion", ""), meta.get("continue") or None)
+        items = doc.get("items") or []
+        if not isinstance(items, list):
+            raise ServerError("list answer has no list of items")
+        if len(items) > self.limits.max_list_objects:
+            raise Oversized(f"a list page has more than {self.limits.max_list_objects} objects (MAX_LIST_OBJECTS)")
+        return ListPage(items, meta.get("resourceVersion", ""), meta.get("continue") or None)
 
     def watch(self, *, resource_version: str, timeout_seconds: int, read_timeout: float) -> Iterator[dict]:
         """Open the watch now (errors raise here), then yield decoded events until the
@@ -213,13 +253,19 @@ class ListerWatcher:
             ("timeoutSeconds", str(timeout_seconds)),
         ]
         raw = self._get(query, read_timeout)
-        return _stream(raw, read_timeout)
+        return _stream(raw, read_timeout, max_line=self.limits.max_watch_line_bytes)
 
 
-def _stream(raw, read_timeout: float) -> Iterator[dict]:
+def _size(n: int) -> str:
+    if n >= 2**20:
+        return f"{n / 2**20:g} MiB"
+    return f"{n / 1024:g} KiB" if n >= 1024 else f"{n} bytes"
+
+
+def _stream(raw, read_timeout: float, *, max_line: int) -> Iterator[dict]:
     finished = False
     try:
-        yield from _lines(raw)
+        yield from _lines(raw, max_line)
         finished = True
     except ValueError:
         raise StreamCut("watch stream sent a line that is not JSON") from None
@@ -235,8 +281,10 @@ def _stream(raw, read_timeout: float) -> Iterator[dict]:
         raw.release_conn()
 
 
-def _lines(raw) -> Iterator[dict]:
-    """Split a chunked watch response into JSON events as chunks arrive.
+def _lines(raw, max_line: int) -> Iterator[dict]:
+    """Split a chunked watch response into JSON events as chunks arrive; a line longer
+    than `max_line` is Oversized (a complete line up to 64 KiB over it can slip through:
+    the check is per chunk, which keeps it off the per-event path).
 
     orjson, not json: decoding is the largest single cost of the watch path (bench #1)."""
     loads = orjson.loads
@@ -246,6 +294,8 @@ def _lines(raw) -> Iterator[dict]:
             chunk = tail + chunk
         parts = chunk.split(b"\n")
         tail = parts.pop()
+        if len(tail) > max_line:
+            raise Oversized(f"a watch event is larger than {_size(max_line)} (MAX_WATCH_LINE_BYTES)")
         for line in parts:
             if line:
                 yield loads(line)

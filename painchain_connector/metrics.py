@@ -31,7 +31,7 @@ class Metrics:
         )
         self.watch_restarts = Counter(
             "painchain_watch_restarts_total",
-            "List/watch restarts by reason (cut, gone, stall, error, unreachable, forbidden, unauthorized)",
+            "List/watch restarts by reason (cut, gone, stall, error, unreachable, forbidden, unauthorized, oversized)",
             ["resource", "reason"],
             registry=r,
         )

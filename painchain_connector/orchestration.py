@@ -21,7 +21,7 @@ from gevent.pool import Group
 from gevent import Greenlet
 from ._log import logger
 
-from .clusters import ApiError, ListerWatcher, build_api_client, check_connection
+from .clusters import ApiError, ListerWatcher, ReadLimits, build_api_client, check_connection
 from .logs import redact
 from .metrics import Metrics
 from .model import ALL_NAMESPACES, Route, WatchKey
@@ -140,6 +140,7 @@ class WatchPool:
         timing: WatchTiming,
         metrics: Metrics,
         connect_timeout: float,
+        limits: ReadLimits = ReadLimits(),
         state_store=None,
         checkpoint: Callable[[], object] | None = None,
         flush_interval: float = 30.0,
@@ -149,6 +150,7 @@ class WatchPool:
         self.timing = timing
         self.metrics = metrics
         self.sleep = sleep
+        self.limits = limits
         self.clients = ClientCache(connect_timeout=connect_timeout, spawn_check=self._spawn_check)
         self.running: dict[WatchKey, _Running] = {}
         self.failed: dict[WatchKey, str] = {}  # keys that could not even start (bad credentials)
@@ -207,7 +209,8 @@ class WatchPool:
         reflector = Reflector(
             key=key,
             lister_watcher=ListerWatcher(
-                api, path=RESOURCE_TYPES[key.resource].path(key.namespace), connect_timeout=self.clients.connect_timeout
+                api, path=RESOURCE_TYPES[key.resource].path(key.namespace),
+                connect_timeout=self.clients.connect_timeout, limits=self.limits,
             ),
             emit=self.make_emit(spec.route),
             timing=self.timing,

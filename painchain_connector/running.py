@@ -19,6 +19,7 @@ from gevent import Greenlet
 from gevent.event import Event
 from ._log import logger
 
+from .clusters import ReadLimits
 from .metrics import Metrics
 from .model import Change, Route
 from .orchestration import WatchPool, wanted_watches
@@ -69,6 +70,12 @@ class Connector:
             ),
             metrics=self.metrics,
             connect_timeout=settings.connect_timeout,
+            limits=ReadLimits(
+                max_list_page_bytes=settings.max_list_page_bytes,
+                max_watch_line_bytes=settings.max_watch_line_bytes,
+                max_list_objects=settings.max_list_objects,
+                max_list_pages=settings.max_list_pages,
+            ),
             state_store=self.spool,
             checkpoint=self.outbox.checkpoint,
             flush_interval=settings.state_flush_interval,

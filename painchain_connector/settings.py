@@ -41,6 +41,11 @@ class Settings:
     stall_margin: float = 30.0  # client read timeout = watch timeout + this
     list_page_size: int = 500
     connect_timeout: float = 10.0
+    # bounded reads: what one cluster's answer may cost (a tenant's "apiserver" is a stranger)
+    max_list_page_bytes: int = 32 * 2**20
+    max_watch_line_bytes: int = 4 * 2**20
+    max_list_objects: int = 150_000
+    max_list_pages: int = 2_000
     # delivery
     senders: int = 8
     max_attempts: int = 8
@@ -83,6 +88,10 @@ class _SettingsSchema(Schema):
     stall_margin = fields.Float(validate=validate.Range(min=1, max=600))
     list_page_size = fields.Integer(validate=validate.Range(min=1, max=10_000))
     connect_timeout = fields.Float(validate=validate.Range(min=0.1, max=300))
+    max_list_page_bytes = fields.Integer(validate=validate.Range(min=64 * 1024))
+    max_watch_line_bytes = fields.Integer(validate=validate.Range(min=64 * 1024))
+    max_list_objects = fields.Integer(validate=validate.Range(min=1))
+    max_list_pages = fields.Integer(validate=validate.Range(min=1))
     senders = fields.Integer(validate=validate.Range(min=1, max=256))
     max_attempts = fields.Integer(validate=validate.Range(min=1, max=1000))
     max_event_age = fields.Float(validate=validate.Range(min=1))
@@ -132,6 +141,10 @@ ENV_VARS: dict[str, str] = {
     "STALL_MARGIN": "stall_margin",
     "LIST_PAGE_SIZE": "list_page_size",
     "CONNECT_TIMEOUT": "connect_timeout",
+    "MAX_LIST_PAGE_BYTES": "max_list_page_bytes",
+    "MAX_WATCH_LINE_BYTES": "max_watch_line_bytes",
+    "MAX_LIST_OBJECTS": "max_list_objects",
+    "MAX_LIST_PAGES": "max_list_pages",
     "SENDERS": "senders",
     "MAX_ATTEMPTS": "max_attempts",
     "MAX_EVENT_AGE": "max_event_age",

@@ -9,7 +9,9 @@ Vocabulary and numbers from client-go's tools/cache:
   was missed (deletions of vanished objects included);
 - other failures back off 0.8 s doubling to 30 s with full jitter, reset after 2 min
   healthy; a stream silent for longer than its timeout plus a margin is a stall;
-- 401/403 wait for the next re-sync period and try again (the key stays "forbidden").
+- 401/403, and an answer beyond the read bounds (Oversized: a hostile or broken
+  "apiserver"), wait for the next re-sync period and try again (the key stays
+  "forbidden", "unauthorized" or "oversized").
 
 The Reflector owns no greenlet: `run()` is the body the WatchPool runs in a named,
 guarded greenlet. One iteration (`run_once`) is a function tests can drive.
@@ -25,7 +27,9 @@ from typing import Any, Callable, Iterable
 from ._log import logger
 
 from . import detecting
-from .clusters import ApiError, Forbidden, Gone, ListerWatcher, ServerError, Unauthorized, Unreachable
+from .clusters import (
+    ApiError, Forbidden, Gone, ListerWatcher, Oversized, ServerError, Unauthorized, Unreachable,
+)
 from .metrics import Metrics
 from .model import Change, DetectContext, WatchKey
 
@@ -141,8 +145,9 @@ class Reflector:
                 # 410 right after a list (a slow paged list, an odd proxy): back off, or
                 # relist -> 410 -> relist would spin at full speed.
                 self.sleep(self.backoff.next_delay())
-        except (Forbidden, Unauthorized) as exc:
-            # Not transient: a config or RBAC problem. Logged once, retried each re-sync period.
+        except (Forbidden, Unauthorized, Oversized) as exc:
+            # Not transient: a config or RBAC problem, or a "cluster" answering more than any
+            # real one would. Logged once, retried each re-sync period.
             self._fail(exc, level="ERROR", state=exc.reason)
             self.sleep(self.timing.forbidden_retry)
         except Unreachable as exc:
@@ -182,27 +187,39 @@ class Reflector:
     # -- list ---------------------------------------------------------------------------
 
     def relist(self) -> None:
-        """Paged list; the first one is a baseline, later ones diff against the Store."""
+        """Paged list; the first one is a baseline, later ones diff against the Store.
+
+        Only compact projections are kept while paging (a page's raw objects are dropped
+        before the next is read), and the list stops at the ListerWatcher's bounds on
+        objects and pages (Oversized)."""
         fresh: dict[str, Any] = {}
         continue_token = None
         resource_version = ""
         project, resource = self._project, self.key.resource
+        limits = self.lw.limits
+        pages = 0
         while True:
+            pages += 1
+            if pages > limits.max_list_pages:
+                raise Oversized(f"a list has more than {limits.max_list_pages} pages (MAX_LIST_PAGES)")
             page = self.lw.list_page(
                 limit=self.timing.page_size, continue_token=continue_token,
                 read_timeout=self.timing.list_read_timeout,
             )
             for obj in page.items:
                 compact = project(resource, obj)
-                fresh[compact.uid] = (obj, compact)
+                fresh[compact.uid] = compact
+            if len(fresh) > limits.max_list_objects:
+                raise Oversized(f"a list has more than {limits.max_list_objects} objects (MAX_LIST_OBJECTS)")
             resource_version = page.resource_version
             continue_token = page.continue_token
+            del page
             if not continue_token:
                 break
         if self._baseline_done:
             self._diff(fresh)
         else:
-            self.store.objects = {uid: compact for uid, (_, compact) in fresh.items()}
+            self.store.objects = fresh
             self._baseline_done = True
         self.resource_version = resource_version
         self.revision += 1
@@ -214,7 +231,7 @@ class Reflector:
         changes: list[Change] = []
         ctx = self._ctx()
         new_objects: dict[str, Any] = {}
-        for uid, (_obj, compact) in fresh.items():
+        for uid, compact in fresh.items():
             old = old_objects.get(uid)
             if old is not None and old.resource_version == compact.resource_version:
                 new_objects[uid] = old  # unchanged: keep the carried bookkeeping
