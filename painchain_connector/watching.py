@@ -7,8 +7,11 @@ Vocabulary and numbers from client-go's tools/cache:
   clean close or a broken stream: no relist, no replay;
 - 410 Gone relists and diffs the fresh list against the Store, emitting exactly what
   was missed (deletions of vanished objects included);
-- other failures back off 0.8 s doubling to 30 s with full jitter, reset after 2 min
-  healthy; a stream silent for longer than its timeout plus a margin is a stall;
+- other failures back off 0.8 s doubling to 30 s with full jitter; the backoff resets
+  once a watch delivers a change or has been open for 2 minutes, as client-go's does; a
+  watch that ends cleanly without progress (no change, open under PROGRESS_AFTER
+  seconds: one bookmark and close) backs off too, or it would reconnect in a tight loop;
+- a stream silent for longer than its timeout plus a margin is a stall;
 - 401/403, and an answer beyond the read bounds (Oversized: a hostile or broken
   "apiserver"), wait for the next re-sync period and try again (the key stays
   "forbidden", "unauthorized" or "oversized").
@@ -36,6 +39,10 @@ from .model import Change, DetectContext, WatchKey
 Emit = Callable[[list[Change]], None]
 
 
+# A watch that ends cleanly sooner than this with no change in it made no progress.
+PROGRESS_AFTER = 5.0
+
+
 class Backoff:
     """0.8 s doubling to 30 s with full jitter; forgets failures after 2 minutes healthy."""
 
@@ -46,9 +53,15 @@ class Backoff:
         self._healthy_since: float | None = None
 
     def healthy(self) -> None:
-        """The stream is established; a long enough healthy period resets the backoff."""
+        """The stream is established: a failure `reset_after` seconds or more from now
+        (with no failure in between) starts again from `initial`."""
         if self._healthy_since is None:
             self._healthy_since = self._clock()
+
+    def progress(self) -> None:
+        """The watch delivered a change: the path works, forget the failures now."""
+        self.failures = 0
+        self.healthy()
 
     def next_delay(self) -> float:
         now = self._clock()
@@ -95,6 +108,7 @@ class Reflector:
         resource_version: str | None = None,
         sleep: Callable[[float], None],
         wallclock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+        clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
     ) -> None:
         self.key = key
@@ -109,7 +123,8 @@ class Reflector:
         self.sleep = sleep
         self.wallclock = wallclock
         self.rng = rng or random.Random()
-        self.backoff = Backoff(rng=self.rng.random)
+        self.clock = clock
+        self.backoff = Backoff(rng=self.rng.random, clock=clock)
         self.revision = 0  # bumped on every Store change; the pool persists changed stores
         self.state = "starting"
         metrics.watches.labels("starting").inc()
@@ -120,6 +135,7 @@ class Reflector:
         self._observed: dict[str, Any] = {}
         self._ctx_second = -1
         self._seen = 0  # watch events received (bookmarks included)
+        self._changes = 0  # watch changes applied (ADDED, MODIFIED, DELETED)
         self._applied_since_list = 0
         self._ctx_cached: DetectContext | None = None
 
@@ -259,14 +275,17 @@ class Reflector:
             read_timeout=timeout + self.timing.stall_margin,
         )
         self._set_state("watching")
-        started, seen = time.monotonic(), self._seen
-        self.handle_events(events)
-        if self._seen == seen and time.monotonic() - started < 1.0:
-            # Closed at once with nothing in it (a proxy or load balancer cutting watches):
-            # not healthy, and not a reason to reconnect at full speed.
+        self.backoff.healthy()
+        started, changes = self.clock(), self._changes
+        try:
+            self.handle_events(events)
+        finally:
+            if self._changes != changes:
+                self.backoff.progress()  # before a cut's next_delay: the path worked
+        if self._changes == changes and self.clock() - started < PROGRESS_AFTER:
+            # Ended without progress (a bookmark and close, a proxy cutting watches): not a
+            # reason to reconnect at full speed.
             self.sleep(self.backoff.next_delay())
-        else:
-            self.backoff.healthy()
 
     def handle_events(self, events: Iterable[dict]) -> None:
         observed = self._observed  # labelled children resolved once: .labels() costs 5 % here
@@ -298,6 +317,7 @@ class Reflector:
         self.resource_version = compact.resource_version or self.resource_version
         self.revision += 1
         self._applied_since_list += 1
+        self._changes += 1
         if changes:
             self.emit(changes)
 
