@@ -63,6 +63,15 @@ class _Running:
     saved_revision: int = -1
 
 
+def _handover(reflector: Reflector, *, stopped: bool) -> tuple[Store, str | None]:
+    """What a restarted watch inherits: the Store and resourceVersion of the stopped one.
+    Taken after the kill, so nothing is written between; if the old greenlet outlived its
+    kill, the new one gets a copy, so two reflectors never write one Store (issue 13
+    point 5). Compacts are immutable: a shallow copy is a full one, made without a switch."""
+    store = reflector.store if stopped else Store(dict(reflector.store.objects))
+    return store, reflector.resource_version
+
+
 def state_key(spec: WatchSpec) -> str:
     """Persisted-state key: the WatchKey plus which API server it is (a renamed server
     must not be diffed against another cluster's objects)."""
@@ -145,8 +154,10 @@ class WatchPool:
         checkpoint: Callable[[], object] | None = None,
         flush_interval: float = 30.0,
         sleep: Callable[[float], None] = gevent.sleep,
+        stop_timeout: float = 5.0,
     ) -> None:
         self.make_emit = make_emit
+        self.stop_timeout = stop_timeout
         self.timing = timing
         self.metrics = metrics
         self.sleep = sleep
@@ -185,9 +196,9 @@ class WatchPool:
                 continue
             handover = None
             if current is not None:
+                stopped = self._stop(key)
                 if state_key(current.spec) == state_key(spec):  # same API server: keep what we know
-                    handover = (current.reflector.store, current.reflector.resource_version)
-                self._stop(key)
+                    handover = _handover(current.reflector, stopped=stopped)
             if self._start(spec, handover=handover):
                 counts["restarted" if current is not None else "started"] += 1
             else:
@@ -280,13 +291,15 @@ class WatchPool:
             reflector.resource_version = None  # relist and diff: nothing between is lost
             self.sleep(backoff.next_delay())
 
-    def _stop(self, key: WatchKey, *, block: bool = True) -> None:
+    def _stop(self, key: WatchKey, *, block: bool = True) -> bool:
+        """Stop one watch; True once its greenlet is dead."""
         running = self.running.pop(key)
-        running.greenlet.kill(block=block, timeout=5)
+        running.greenlet.kill(block=block, timeout=self.stop_timeout)
         if not running.greenlet.dead:
-            logger.bind(**key.log_context()).error("watch {} did not stop within 5 s", key)
+            logger.bind(**key.log_context()).error("watch {} did not stop within {} s", key, self.stop_timeout)
         running.reflector.close()
         self.clients.release(running.spec.cluster, integration_id=key.integration_id)
+        return running.greenlet.dead
 
     def stop_all(self) -> None:
         if self._flusher is not None:
