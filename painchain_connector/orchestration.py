@@ -11,7 +11,6 @@ Clients are shared per credential set and closed when their last watch stops.
 from __future__ import annotations
 
 import hashlib
-import pickle
 from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, Iterable
@@ -21,6 +20,7 @@ from gevent.pool import Group
 from gevent import Greenlet
 from ._log import logger
 
+from . import persisting
 from .clusters import ApiError, ListerWatcher, ReadLimits, build_api_client, check_connection
 from .logs import redact
 from .metrics import Metrics
@@ -237,16 +237,20 @@ class WatchPool:
         return True
 
     def _load_state(self, spec: WatchSpec):
+        """(Store, resourceVersion) saved by an earlier run: the watch resumes from that
+        resourceVersion (a 410 relists and diffs), so changes made while the connector was
+        down are emitted. (None, None) when there is none or it is unusable."""
         if self.state_store is None:
             return None, None
         try:
             found = self.state_store.load_watch_state(state_key(spec))
             if found is None:
                 return None, None
-            return Store(pickle.loads(found[1])), None  # rv None: relist and diff
+            return Store(persisting.decode(found[1])), found[0] or None
         except Exception as exc:  # noqa: BLE001 - a corrupt state must not stop the watch
+            reason = str(exc) if isinstance(exc, persisting.Unusable) else type(exc).__name__
             logger.bind(**spec.key.log_context()).warning(
-                "persisted watch state unusable ({}): starting from a baseline", type(exc).__name__)
+                "persisted watch state unusable ({}): starting from a baseline", reason)
             return None, None
 
     def flush_state(self) -> int:
@@ -264,7 +268,7 @@ class WatchPool:
             if reflector.revision == running.saved_revision or reflector.resource_version is None:
                 continue
             revision = reflector.revision
-            blob = pickle.dumps(reflector.store.objects, protocol=pickle.HIGHEST_PROTOCOL)
+            blob = persisting.encode(reflector.store.objects)
             self.state_store.save_watch_state(state_key(running.spec), reflector.resource_version, blob)
             running.saved_revision = revision
             saved += 1
