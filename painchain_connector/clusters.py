@@ -243,9 +243,9 @@ class ListerWatcher:
             raise Oversized(f"a list page has more than {self.limits.max_list_objects} objects (MAX_LIST_OBJECTS)")
         return ListPage(items, meta.get("resourceVersion", ""), meta.get("continue") or None)
 
-    def watch(self, *, resource_version: str, timeout_seconds: int, read_timeout: float) -> Iterator[dict]:
-        """Open the watch now (errors raise here), then yield decoded events until the
-        server ends the stream cleanly."""
+    def watch(self, *, resource_version: str, timeout_seconds: int, read_timeout: float) -> WatchStream:
+        """Open the watch now (errors raise here); iterating the stream yields decoded
+        events until the server ends it cleanly."""
         query = [
             ("watch", "true"),
             ("resourceVersion", resource_version),
@@ -253,7 +253,25 @@ class ListerWatcher:
             ("timeoutSeconds", str(timeout_seconds)),
         ]
         raw = self._get(query, read_timeout)
-        return _stream(raw, read_timeout, max_line=self.limits.max_watch_line_bytes)
+        return WatchStream(raw, _stream(raw, read_timeout, max_line=self.limits.max_watch_line_bytes))
+
+
+class WatchStream:
+    """One open watch response. `abort()` may be called from another greenlet: the
+    connection is closed under the reader, whose iteration then fails with StreamCut."""
+
+    def __init__(self, raw, events: Iterator[dict]) -> None:
+        self._raw, self._events = raw, events
+
+    def __iter__(self) -> Iterator[dict]:
+        return self._events
+
+    def abort(self) -> None:
+        self._raw.close()
+
+    def close(self) -> None:
+        """The reader is done with it (same greenlet): the rest is never read."""
+        self._events.close()
 
 
 def _size(n: int) -> str:

@@ -35,6 +35,12 @@ class Metrics:
             ["resource", "reason"],
             registry=r,
         )
+        self.stall_probes = Counter(
+            "painchain_stall_probes_total",
+            "Stall probes by outcome (quiet, stalled, path_stalled, inconclusive, skipped, error)",
+            ["outcome"],
+            registry=r,
+        )
         self.events_observed = Counter(
             "painchain_k8s_changes_observed_total", "Watch changes observed", ["resource", "type"], registry=r
         )

@@ -25,6 +25,7 @@ from .clusters import ApiError, ListerWatcher, ReadLimits, build_api_client, che
 from .logs import redact
 from .metrics import Metrics
 from .model import ALL_NAMESPACES, Route, WatchKey
+from .probing import ProbeSettings, StallProbe
 from .resources import RESOURCE_TYPES
 from .schemas.integration import Cluster, Integration
 from .watching import Backoff, Emit, Reflector, Store, WatchTiming
@@ -155,6 +156,7 @@ class WatchPool:
         flush_interval: float = 30.0,
         sleep: Callable[[float], None] = gevent.sleep,
         stop_timeout: float = 5.0,
+        probe: ProbeSettings | None = ProbeSettings(),
     ) -> None:
         self.make_emit = make_emit
         self.stop_timeout = stop_timeout
@@ -176,6 +178,20 @@ class WatchPool:
             self._flusher = Greenlet(self._flush_forever)
             self._flusher.name = "watch-state:flush"
             self._flusher.start()
+        # One stall probe for the whole pool (per-cluster targets, a global rate): None = off.
+        self.prober = StallProbe(settings=probe, clusters=self.watches_by_cluster, metrics=metrics) if probe else None
+        self._probing: Greenlet | None = None
+        if self.prober is not None:
+            self._probing = Greenlet(self.prober.run)
+            self._probing.name = "watch-stall-probe"
+            self._probing.start()
+
+    def watches_by_cluster(self) -> dict[str, list[Reflector]]:
+        """The running reflectors grouped by the client (credential set) they share."""
+        grouped: dict[str, list[Reflector]] = {}
+        for running in self.running.values():
+            grouped.setdefault(running.spec.cluster.credential_fingerprint, []).append(running.reflector)
+        return grouped
 
     def _spawn_check(self, fn, *args) -> None:
         self._checks.spawn(fn, *args)
@@ -306,6 +322,9 @@ class WatchPool:
         return running.greenlet.dead
 
     def stop_all(self) -> None:
+        if self._probing is not None:
+            self._probing.kill(block=True, timeout=5)
+            self.prober.stop()
         if self._flusher is not None:
             self._flusher.kill(block=True, timeout=5)
         greenlets = [r.greenlet for r in self.running.values()]

@@ -23,6 +23,7 @@ from .clusters import ReadLimits
 from .metrics import Metrics
 from .model import Change, Route
 from .orchestration import WatchPool, wanted_watches
+from .probing import ProbeSettings
 from .schemas.event import to_outgoing
 from .settings import Settings
 from .sources import BackendSource, FetchFailed, Fetched, LocalSource
@@ -76,6 +77,8 @@ class Connector:
                 max_list_objects=settings.max_list_objects,
                 max_list_pages=settings.max_list_pages,
             ),
+            probe=ProbeSettings(interval=settings.stall_probe_interval, rate=settings.stall_probe_rate)
+            if settings.stall_probe_interval else None,
             state_store=self.spool,
             checkpoint=self.outbox.checkpoint,
             flush_interval=settings.state_flush_interval,

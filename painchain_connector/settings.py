@@ -39,6 +39,8 @@ class Settings:
     # watching
     watch_timeout: float = 300.0  # server-side timeoutSeconds upper bound (randomised down to half)
     stall_margin: float = 30.0  # client read timeout = watch timeout + this
+    stall_probe_interval: float = 30.0  # silence that makes a watch quiet (probed); 0 = no probe
+    stall_probe_rate: float = 20.0  # stall probes per second at most, all clusters together
     list_page_size: int = 500
     connect_timeout: float = 10.0
     # bounded reads: what one cluster's answer may cost (a tenant's "apiserver" is a stranger)
@@ -86,6 +88,8 @@ class _SettingsSchema(Schema):
     allow_kubeconfig_contexts = fields.Boolean()
     watch_timeout = fields.Float(validate=validate.Range(min=2, max=3600))
     stall_margin = fields.Float(validate=validate.Range(min=1, max=600))
+    stall_probe_interval = fields.Float(validate=validate.Range(min=0, max=3600))
+    stall_probe_rate = fields.Float(validate=validate.Range(min=0.1, max=1000))
     list_page_size = fields.Integer(validate=validate.Range(min=1, max=10_000))
     connect_timeout = fields.Float(validate=validate.Range(min=0.1, max=300))
     max_list_page_bytes = fields.Integer(validate=validate.Range(min=64 * 1024))
@@ -139,6 +143,8 @@ ENV_VARS: dict[str, str] = {
     "ALLOW_KUBECONFIG_CONTEXTS": "allow_kubeconfig_contexts",
     "WATCH_TIMEOUT": "watch_timeout",
     "STALL_MARGIN": "stall_margin",
+    "STALL_PROBE_INTERVAL": "stall_probe_interval",
+    "STALL_PROBE_RATE": "stall_probe_rate",
     "LIST_PAGE_SIZE": "list_page_size",
     "CONNECT_TIMEOUT": "connect_timeout",
     "MAX_LIST_PAGE_BYTES": "max_list_page_bytes",

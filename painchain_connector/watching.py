@@ -31,7 +31,8 @@ from ._log import logger
 
 from . import detecting
 from .clusters import (
-    ApiError, Forbidden, Gone, ListerWatcher, Oversized, ServerError, Unauthorized, Unreachable,
+    ApiError, Forbidden, Gone, ListerWatcher, Oversized, ServerError, Stalled, StreamCut, Unauthorized, Unreachable,
+    WatchStream,
 )
 from .metrics import Metrics
 from .model import Change, DetectContext, WatchKey
@@ -136,6 +137,8 @@ class Reflector:
         self._ctx_second = -1
         self._seen = 0  # watch events received (bookmarks included)
         self._changes = 0  # watch changes applied (ADDED, MODIFIED, DELETED)
+        self._stream: WatchStream | None = None  # the open watch, for interrupt()
+        self._interrupted: str | None = None
         self._applied_since_list = 0
         self._ctx_cached: DetectContext | None = None
 
@@ -277,15 +280,41 @@ class Reflector:
         self._set_state("watching")
         self.backoff.healthy()
         started, changes = self.clock(), self._changes
+        self._stream, self._interrupted = events, None
         try:
             self.handle_events(events)
+        except StreamCut:
+            if self._interrupted:  # interrupt() closed it: say why
+                raise Stalled(self._interrupted) from None
+            raise
         finally:
+            self._stream = None
             if self._changes != changes:
                 self.backoff.progress()  # before a cut's next_delay: the path worked
         if self._changes == changes and self.clock() - started < PROGRESS_AFTER:
             # Ended without progress (a bookmark and close, a proxy cutting watches): not a
             # reason to reconnect at full speed.
             self.sleep(self.backoff.next_delay())
+
+    @property
+    def events_seen(self) -> int:
+        """Watch events received so far, bookmarks included (the stall probe's "quiet")."""
+        return self._seen
+
+    @property
+    def changes_applied(self) -> int:
+        return self._changes
+
+    def interrupt(self, why: str) -> bool:
+        """Close the open watch stream from another greenlet (the stall probe): the watch
+        fails with Stalled(why) and resumes from its resourceVersion after the backoff.
+        False if no stream is open."""
+        stream = self._stream
+        if stream is None or self.state != "watching":
+            return False
+        self._interrupted = why
+        stream.abort()
+        return True
 
     def handle_events(self, events: Iterable[dict]) -> None:
         observed = self._observed  # labelled children resolved once: .labels() costs 5 % here
