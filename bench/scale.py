@@ -13,6 +13,9 @@ Stages (each adds integrations; adjust() only starts the missing watches):
 Then, with the pool stopped, two measurements that put the idle figure in context:
   - ceiling: N bare gevent sockets reading the same bookmarks (recv + de-chunk + json.loads),
     CPU% over the same window: the floor for any gevent client receiving this traffic;
+  - probe cost: bookmarks off (every watch turns quiet, as between a 1.20 apiserver's
+    watch start and end), then CPU% over PROBE_WINDOW with the stall probe on (every
+    cluster probed, at the rate cap), and over the same window with it off;
   - re-watch cost: 1,000 watches with a 2-4 s timeoutSeconds, CPU per re-watch, to
     extrapolate the steady state at the default 300 s timeout (150-300 s streams), which a
     20 s window just after start-up never sees.
@@ -41,6 +44,7 @@ from painchain_connector.watching import WatchTiming  # noqa: E402
 
 RESOURCES = 6
 IDLE_WINDOW = 20.0
+PROBE_WINDOW = 45.0
 
 
 def documents(count: int, server: str) -> list[dict]:
@@ -128,6 +132,35 @@ class Scale:
         return {"window_s": round(w1 - w0, 1), "cpu_s": round(cpu, 3), "cpu_percent_of_core": 100 * cpu / (w1 - w0),
                 "bookmarks_in_window": after["bookmarks"] - before["bookmarks"],
                 "restarts_in_window": self.restarts() - restarts, "open_at_server": after["watching"]}
+
+    def _cpu_window(self, seconds: float) -> dict:
+        proc = psutil.Process()
+        probes = self.probes()
+        t0, w0 = proc.cpu_times(), time.perf_counter()
+        gevent.sleep(seconds)
+        t1, w1 = proc.cpu_times(), time.perf_counter()
+        cpu = (t1.user - t0.user) + (t1.system - t0.system)
+        return {"window_s": round(w1 - w0, 1), "cpu_percent_of_core": 100 * cpu / (w1 - w0),
+                "probes_per_s": (self.probes() - probes) / (w1 - w0)}
+
+    def probes(self) -> int:
+        return int(sum(s.value for m in self.metrics.stall_probes.collect() for s in m.samples
+                       if s.name.endswith("_total")))
+
+    def probe_cost(self) -> dict:
+        """Idle CPU with every watch quiet: stall probe on, then off (same watches)."""
+        self.stats_session.get(self.url + "/bench/silence?on=1", timeout=30)
+        restarts = self.restarts()
+        interval = self.pool.prober.settings.interval
+        gevent.sleep(interval * 2)  # every watch quiet for a whole interval; probing under way
+        on = self._cpu_window(PROBE_WINDOW)
+        self.pool._probing.kill(block=True, timeout=10)  # the probe off, the watches untouched
+        self.pool.prober.stop()
+        gevent.sleep(2.0)
+        off = self._cpu_window(PROBE_WINDOW)
+        self.stats_session.get(self.url + "/bench/silence?on=0", timeout=30)
+        return {"on": on, "off": off, "interval": interval, "rate": self.pool.prober.settings.rate,
+                "clusters": len(self.pool.watches_by_cluster()), "restarts_during": self.restarts() - restarts}
 
     def bare_ceiling(self, sockets: int) -> dict:
         """The same traffic read by bare gevent sockets: no urllib3, no Reflector."""
@@ -217,6 +250,7 @@ def main(target_watches: int) -> dict:
         out["fd_limited"] = target_watches > room
         out["stage_max"] = scale.grow(integrations)
         out["idle"] = scale.idle()
+        out["probe_cost"] = scale.probe_cost()
         scale.pool.stop_all()
         gc.collect()
         out["idle_ceiling"] = scale.bare_ceiling(out["stage_max"]["open_at_server"])
