@@ -3,7 +3,6 @@
 import socket
 
 import pytest
-from loguru import logger
 
 from painchain_connector.clusters import (
     KEEPALIVE_IDLE, ApiError, ServerError, build_api_client, check_connection,
@@ -21,16 +20,6 @@ from tests.envtest.fixtures import wait_for
 def fake():
     with FakeApiServer() as server:
         yield server
-
-
-@pytest.fixture
-def logs():
-    records = []
-    logger.enable("painchain_connector")
-    handler = logger.add(lambda message: records.append(message.record), level="DEBUG")
-    yield records
-    logger.remove(handler)
-    logger.disable("painchain_connector")
 
 
 def _kubeconfig(tmp_path, server: str) -> str:

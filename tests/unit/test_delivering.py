@@ -7,7 +7,6 @@ import json
 import gevent
 import pytest
 from gevent.event import Event
-from loguru import logger
 
 from painchain_connector.backend import BackendClient
 from painchain_connector.delivering import JsonLinesSink, Outbox, Spool
@@ -47,16 +46,6 @@ def make_outbox(client, metrics):
     yield make
     for outbox in made:
         outbox.stop(0)
-
-
-@pytest.fixture
-def logs():
-    records = []
-    logger.enable("painchain_connector")
-    handler = logger.add(lambda message: records.append(message.record), level="DEBUG")
-    yield records
-    logger.remove(handler)
-    logger.disable("painchain_connector")
 
 
 def event(integration_id: str, n: int | str, *, tenant_id: str | None = None, **data) -> Outgoing:
