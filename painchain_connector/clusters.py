@@ -10,6 +10,7 @@ Failures are typed (`ApiError` subclasses) so the Reflector's retry policy is a 
 from __future__ import annotations
 
 import json
+import socket
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -267,7 +268,22 @@ class WatchStream:
         return self._events
 
     def abort(self) -> None:
-        self._raw.close()
+        # Not close(): the reader greenlet is inside the response's buffered read, and
+        # closing that under it raises "reentrant call". Shutting the connection down on a
+        # duplicate descriptor ends the read with EOF instead (TLS or not).
+        sock = getattr(getattr(self._raw, "connection", None), "sock", None)
+        if sock is None:
+            return
+        try:
+            dup = socket.fromfd(sock.fileno(), sock.family, sock.type)
+        except OSError:
+            return  # closed meanwhile: the read has ended anyway
+        try:
+            dup.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        finally:
+            dup.close()
 
     def close(self) -> None:
         """The reader is done with it (same greenlet): the rest is never read."""

@@ -94,3 +94,19 @@ def test_a_watch_that_sends_one_bookmark_and_closes_backs_off_instead_of_reconne
             r.run_once()
         assert fake.count(watch=True) == 4
         assert sleeps == [0.8, 1.6, 3.2, 6.4]
+
+
+def test_an_interrupted_watch_fails_as_a_stall_and_resumes_after_the_backoff():
+    with FakeApiServer() as fake:
+        clock, sleeps = Clock(), []
+        r = reflector(fake.url, "token-123", None, "default", clock=clock, sleeps=sleeps)
+        running = gevent.spawn(r.run_once)
+        try:
+            wait_for(lambda: r.state == "watching", timeout=10, message="the watch to open")
+            assert r.interrupt("stalled: a probe saw changes") is True
+            running.join(timeout=10)
+            assert running.dead and running.exception is None
+            assert (r.state, r.last_error, sleeps) == ("backoff", "stalled: a probe saw changes", [0.8])
+            assert r.resource_version == "100"  # resumes from where it was: no relist
+        finally:
+            running.kill()
