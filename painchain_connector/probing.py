@@ -7,9 +7,10 @@ stalled one look the same from inside the stream. So, once per `interval`:
 
 - a watch is *quiet* when it received nothing, not even a bookmark, for a whole interval;
 - per cluster (one ApiClient, one credential set) with quiet watches, ONE is probed: a
-  short watch (timeoutSeconds=1) on its collection from its resourceVersion, on a new
-  request. The target is the quiet watch that has applied the most changes (the likeliest
-  to have missed some), ties broken by the least recently probed;
+  short watch (timeoutSeconds=1) on its collection from its resourceVersion, on a request
+  that closes its connection afterwards (probes never leave one in the pool). The target
+  is the quiet watch that has applied the most changes (the likeliest to have missed
+  some), ties broken by the least recently probed;
 - the probe returns changes and the long watch still has not received anything: the long
   watch is stalled. The probe hangs or cannot connect: the path is. Either way every
   quiet watch of that cluster is interrupted (they share the path; resuming one from its
@@ -132,7 +133,8 @@ class StallProbe:
         return self._count("quiet")
 
     def _short_watch(self, target: Reflector, rv: str) -> int:
-        stream = target.lw.watch(resource_version=rv, timeout_seconds=1, read_timeout=self.settings.timeout)
+        stream = target.lw.watch(resource_version=rv, timeout_seconds=1, read_timeout=self.settings.timeout,
+                                 close=True)
         changes = 0
         for event in stream:
             kind = event.get("type")
