@@ -6,7 +6,9 @@ diffs instead of re-baselining and nothing in between is missed), start the miss
 leave the unchanged alone. Every watch greenlet is owned by the pool (a dict keyed by
 WatchKey, never a size-limited pool: watches never end), is named after its key, and
 runs through a guard that logs a crash or a return (a bug) and restarts it with backoff.
-Clients are shared per credential set and closed when their last watch stops.
+Clients are shared per credential set and closed when their last watch stops. Two more
+greenlets, both stopped by `stop_all()`: "watch-state:flush" (with a state store) and
+"watch-stall-probe" (probing.StallProbe, unless the probe is off).
 """
 from __future__ import annotations
 

@@ -11,7 +11,8 @@ Vocabulary and numbers from client-go's tools/cache:
   once a watch delivers a change or has been open for 2 minutes, as client-go's does; a
   watch that ends cleanly without progress (no change, open under PROGRESS_AFTER
   seconds: one bookmark and close) backs off too, or it would reconnect in a tight loop;
-- a stream silent for longer than its timeout plus a margin is a stall;
+- a stream silent for longer than its timeout plus a margin is a stall; sooner, the
+  stall probe (probing.py) may `interrupt()` a quiet stream it found stalled;
 - 401/403, and an answer beyond the read bounds (Oversized: a hostile or broken
   "apiserver"), wait for the next re-sync period and try again (the key stays
   "forbidden", "unauthorized" or "oversized").
