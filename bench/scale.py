@@ -33,6 +33,7 @@ import sys  # noqa: E402
 import time  # noqa: E402
 
 import gevent  # noqa: E402
+import gevent.pool  # noqa: E402
 import psutil  # noqa: E402
 import requests  # noqa: E402
 
@@ -150,7 +151,7 @@ class Scale:
     def probe_cost(self) -> dict:
         """Idle CPU with every watch quiet: stall probe on, then off (same watches)."""
         self.stats_session.get(self.url + "/bench/silence?on=1", timeout=30)
-        restarts = self.restarts()
+        stalls = self.stall_restarts()
         interval = self.pool.prober.settings.interval
         gevent.sleep(interval * 2)  # every watch quiet for a whole interval; probing under way
         on = self._cpu_window(PROBE_WINDOW)
@@ -160,7 +161,41 @@ class Scale:
         off = self._cpu_window(PROBE_WINDOW)
         self.stats_session.get(self.url + "/bench/silence?on=0", timeout=30)
         return {"on": on, "off": off, "interval": interval, "rate": self.pool.prober.settings.rate,
-                "clusters": len(self.pool.watches_by_cluster()), "restarts_during": self.restarts() - restarts}
+                "clusters": len(self.pool.watches_by_cluster()), "stall_restarts_during": self.stall_restarts() - stalls,
+                "outcomes": {s.labels["outcome"]: s.value for m in self.metrics.stall_probes.collect()
+                             for s in m.samples if s.name.endswith("_total")}}
+
+    def stall_restarts(self) -> int:
+        return int(sum(s.value for m in self.metrics.watch_restarts.collect() for s in m.samples
+                       if s.name.endswith("_total") and s.labels.get("reason") == "stall"))
+
+    def probe_alone(self, probes: int = 400, rate: float = 10.0) -> dict:
+        """CPU of the probe requests alone (no watches open): `probes` short watches paced at
+        `rate`, round-robin over 50 clients (kept-alive connections, as in production)."""
+        from painchain_connector.clusters import ListerWatcher, build_api_client
+
+        clients = [build_api_client(i.clusters[0], connect_timeout=10.0)
+                   for i in parse(documents(50, self.url))]
+        lws = [ListerWatcher(api, path="/api/v1/pods", connect_timeout=10.0) for api in clients]
+
+        def one(lw):
+            for _ in lw.watch(resource_version="1000", timeout_seconds=1, read_timeout=10.0):
+                pass
+
+        group = gevent.pool.Group()
+        proc = psutil.Process()
+        t0, w0 = proc.cpu_times(), time.perf_counter()
+        for i in range(probes):
+            group.spawn(one, lws[i % len(lws)])
+            gevent.sleep(1.0 / rate)
+        group.join(timeout=30)
+        t1, w1 = proc.cpu_times(), time.perf_counter()
+        for api in clients:
+            api.close()
+        cpu = (t1.user - t0.user) + (t1.system - t0.system)
+        per_probe = cpu / probes
+        return {"probes": probes, "seconds": round(w1 - w0, 1), "cpu_s": round(cpu, 3),
+                "cpu_us_per_probe": 1e6 * per_probe, "percent_at_cap": 100 * per_probe * rate}
 
     def bare_ceiling(self, sockets: int) -> dict:
         """The same traffic read by bare gevent sockets: no urllib3, no Reflector."""
@@ -254,6 +289,7 @@ def main(target_watches: int) -> dict:
         scale.pool.stop_all()
         gc.collect()
         out["idle_ceiling"] = scale.bare_ceiling(out["stage_max"]["open_at_server"])
+        out["probe_alone"] = scale.probe_alone()
         out["rewatch"] = scale.rewatch_cost()
     finally:
         scale.close()

@@ -179,12 +179,12 @@ class ListerWatcher:
         self._connect_timeout = connect_timeout
         self.limits = limits
 
-    def _get(self, query: list[tuple[str, str]], read_timeout: float, *, close: bool = False):
+    def _get(self, query: list[tuple[str, str]], read_timeout: float):
         method, url, headers, body, post = self._api.param_serialize(
             method="GET",
             resource_path=self._path,
             query_params=query,
-            header_params={"Accept": "application/json", **({"Connection": "close"} if close else {})},
+            header_params={"Accept": "application/json"},
             auth_settings=["BearerToken"],
         )
         try:
@@ -244,18 +244,16 @@ class ListerWatcher:
             raise Oversized(f"a list page has more than {self.limits.max_list_objects} objects (MAX_LIST_OBJECTS)")
         return ListPage(items, meta.get("resourceVersion", ""), meta.get("continue") or None)
 
-    def watch(self, *, resource_version: str, timeout_seconds: int, read_timeout: float,
-              close: bool = False) -> WatchStream:
+    def watch(self, *, resource_version: str, timeout_seconds: int, read_timeout: float) -> WatchStream:
         """Open the watch now (errors raise here); iterating the stream yields decoded
-        events until the server ends it cleanly. `close`: the connection is not kept
-        alive afterwards (a probe must not leave one in the pool)."""
+        events until the server ends it cleanly."""
         query = [
             ("watch", "true"),
             ("resourceVersion", resource_version),
             ("allowWatchBookmarks", "true"),
             ("timeoutSeconds", str(timeout_seconds)),
         ]
-        raw = self._get(query, read_timeout, close=close)
+        raw = self._get(query, read_timeout)
         return WatchStream(raw, _stream(raw, read_timeout, max_line=self.limits.max_watch_line_bytes))
 
 

@@ -7,10 +7,11 @@ stalled one look the same from inside the stream. So, once per `interval`:
 
 - a watch is *quiet* when it received nothing, not even a bookmark, for a whole interval;
 - per cluster (one ApiClient, one credential set) with quiet watches, ONE is probed: a
-  short watch (timeoutSeconds=1) on its collection from its resourceVersion, on a request
-  that closes its connection afterwards (probes never leave one in the pool). The target
-  is the quiet watch that has applied the most changes (the likeliest to have missed
-  some), ties broken by the least recently probed;
+  short watch (timeoutSeconds=1) on its collection from its resourceVersion, on a
+  kept-alive connection of that client's pool (no TLS handshake per probe; if that idle
+  connection is the one held, the probe hangs and the outcome is the same: interrupt).
+  The target is the quiet watch that has applied the most changes (the likeliest to have
+  missed some), ties broken by the least recently probed;
 - the probe returns changes and the long watch still has not received anything: the long
   watch is stalled. The probe hangs or cannot connect: the path is. Either way every
   quiet watch of that cluster is interrupted (they share the path; resuming one from its
@@ -45,7 +46,7 @@ CHANGES = frozenset({"ADDED", "MODIFIED", "DELETED"})
 @dataclass(frozen=True)
 class ProbeSettings:
     interval: float = 30.0  # seconds of silence that make a watch quiet; also the round length
-    rate: float = 20.0  # probes per second at most, all clusters together
+    rate: float = 10.0  # probes per second at most, all clusters together
     timeout: float = 10.0  # a probe silent this long means the path is stalled
     concurrency: int = 64  # probes in flight at once
 
@@ -133,8 +134,7 @@ class StallProbe:
         return self._count("quiet")
 
     def _short_watch(self, target: Reflector, rv: str) -> int:
-        stream = target.lw.watch(resource_version=rv, timeout_seconds=1, read_timeout=self.settings.timeout,
-                                 close=True)
+        stream = target.lw.watch(resource_version=rv, timeout_seconds=1, read_timeout=self.settings.timeout)
         changes = 0
         for event in stream:
             kind = event.get("type")

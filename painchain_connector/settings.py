@@ -40,7 +40,7 @@ class Settings:
     watch_timeout: float = 300.0  # server-side timeoutSeconds upper bound (randomised down to half)
     stall_margin: float = 30.0  # client read timeout = watch timeout + this
     stall_probe_interval: float = 30.0  # silence that makes a watch quiet (probed); 0 = no probe
-    stall_probe_rate: float = 20.0  # stall probes per second at most, all clusters together
+    stall_probe_rate: float = 10.0  # stall probes per second at most, all clusters together
     list_page_size: int = 500
     connect_timeout: float = 10.0
     # bounded reads: what one cluster's answer may cost (a tenant's "apiserver" is a stranger)
