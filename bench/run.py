@@ -109,7 +109,7 @@ def three(size):
 
 
 def four_five(size):
-    r = run_child("bench.scale", str(size["watches"]), timeout=420)
+    r = run_child("bench.scale", str(size["watches"]), timeout=900)  # ~9 min with the probe windows
     top, one_k, idle, ceiling, rewatch = r["stage_max"], r["stage_1k"], r["idle"], r["idle_ceiling"], r["rewatch"]
     rs = r["resync"]
     probe, probe_alone = r["probe_cost"], r["probe_alone"]

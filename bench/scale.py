@@ -153,7 +153,7 @@ class Scale:
         self.stats_session.get(self.url + "/bench/silence?on=1", timeout=30)
         stalls = self.stall_restarts()
         interval = self.pool.prober.settings.interval
-        gevent.sleep(interval * 2)  # every watch quiet for a whole interval; probing under way
+        gevent.sleep(interval * 1.5)  # every watch quiet for a whole interval; probing under way
         on = self._cpu_window(PROBE_WINDOW)
         self.pool._probing.kill(block=True, timeout=10)  # the probe off, the watches untouched
         self.pool.prober.stop()
