@@ -325,3 +325,14 @@ def percentile(values: list[float], q: float) -> float:
 def best_of(runs: list[float]) -> float:
     """Rates: the best run is the one least disturbed by the other work on this machine."""
     return max(runs)
+
+
+def integration(*, id: str, server: str, token: str, ca_b64: str | None, namespace: str, resource: str):
+    """One parsed integration watching one resource in one namespace (bench scenarios)."""
+    from painchain_connector.resources import RESOURCE_NAMES
+    from painchain_connector.schemas.integration import parse_integration
+
+    cluster = {"name": "bench", "server": server, "token": token, **({"certificate": ca_b64} if ca_b64 else {})}
+    config = {"name": id, "tags": ["bench"], "clusters": [cluster], "namespaces": [namespace],
+              "resources": {r: r == resource for r in RESOURCE_NAMES}}
+    return parse_integration({"id": id, "type": "kubernetes", "status": "active", "config": config}).integration

@@ -109,9 +109,10 @@ def three(size):
 
 
 def four_five(size):
-    r = run_child("bench.scale", str(size["watches"]), timeout=420)
+    r = run_child("bench.scale", str(size["watches"]), timeout=900)  # ~9 min with the probe windows
     top, one_k, idle, ceiling, rewatch = r["stage_max"], r["stage_1k"], r["idle"], r["idle_ceiling"], r["rewatch"]
     rs = r["resync"]
+    probe, probe_alone = r["probe_cost"], r["probe_alone"]
     per_watch = (top["rss"] - one_k["rss"]) / max(1, top["watches"] - one_k["watches"])
     steady_rate = top["watches"] / (0.75 * 300)  # default watch_timeout 300 s: streams of 150-300 s
     steady = idle["cpu_percent_of_core"] + 100 * steady_rate * rewatch["cpu_us_per_rewatch"] / 1e6
@@ -124,6 +125,13 @@ def four_five(size):
          f"bare gevent sockets {ceiling['cpu_percent_of_core']:.1f} %",
          f"{idle['cpu_percent_of_core'] / ceiling['cpu_percent_of_core']:.2f}x", "< 5 %",
          verdict(idle["cpu_percent_of_core"] < 5)),
+        ("4", f"  idle CPU, all quiet, stall probe on ({probe['clusters']:,} clusters)",
+         f"{probe['on']['cpu_percent_of_core']:.1f} %", f"probe off {probe['off']['cpu_percent_of_core']:.1f} %",
+         f"{probe['on']['probes_per_s']:.1f} probes/s", f"<= {probe['rate']:.0f} probes/s",
+         verdict(probe["on"]["probes_per_s"] <= probe["rate"] * 1.05 and not probe["stall_restarts_during"])),
+        ("4", "  stall probe alone: CPU per probe, at the rate cap", f"{probe_alone['cpu_us_per_probe']:,.0f} us",
+         f"{probe_alone['percent_at_cap']:.1f} % of a core at {probe['rate']:.0f}/s", "", "< 5 %",
+         verdict(probe_alone["percent_at_cap"] < 5)),
         ("4", "  + re-watches at default 300 s (steady)", f"{steady:.1f} %",
          f"{rewatch['cpu_us_per_rewatch']:,.0f} us/re-watch", f"{steady_rate:.0f} re-watch/s", "", "info"),
         ("4", "  fd limit (soft, hard)", f"{r['fd_limit'][0]}, {r['fd_limit'][1]}", f"{top['fds']:,} fds used", "",
@@ -192,7 +200,42 @@ def eight(size):
     return r, rows
 
 
-BENCHES = {"1": one, "2": two, "3": three, "4": four_five, "6": six, "7": seven, "8": eight}
+def nine(size):
+    r = run_child("bench.stall", timeout=900)
+    s = r["settings"]
+    low, high = r["read_timeout_bound"]
+
+    def took(key):
+        found = r[key].get("seconds")
+        return "not in 180 s" if found is None else f"{found:.1f} s"
+    rows = [
+        ("9", "watch cut: change emitted after", took("cut"), "", "", "", "info"),
+        ("9", f"held socket (probe every {s['stall_probe_interval']:.0f} s): change emitted after", took("held"),
+         f"read timeout alone {low:.0f}-{high:.0f} s", "", "< 90 s",
+         verdict(r["held"].get("seconds") is not None and r["held"]["seconds"] < 90)),
+        ("9", "whole path held: watch leaves 'watching' after", took("path"),
+         f"read timeout alone {low:.0f}-{high:.0f} s", "", "< 90 s",
+         verdict(r["path"].get("seconds") is not None and r["path"]["seconds"] < 90)),
+        ("9", "dead peer (TCP keepalive idle+interval*count)", f"{r['dead_peer_bound']} s (bound)",
+         f"read timeout alone {low:.0f}-{high:.0f} s", "", "", "info"),
+    ]
+    return r, rows
+
+
+def ten(size):
+    r = run_child("bench.hostile", "20", timeout=120)
+    rows = [
+        ("10", "RSS while 5 hostile apiservers stream (20 s)", f"+{r['growth'] / MiB:.0f} MiB",
+         f"bound +{r['bound'] / MiB:.0f} MiB", f"{r['growth'] / r['bound']:.2f}", "under bound",
+         verdict(r["growth"] < r["bound"])),
+        ("10", "  hostile watches showing their bound's error", str(sum(1 for v in r["errors"].values() if v)),
+         f"of {len(r['states'])}", f"{r['bytes_streamed'] / MiB:,.0f} MiB offered", "", "info"),
+    ]
+    return r, rows
+
+
+BENCHES = {"1": one, "2": two, "3": three, "4": four_five, "6": six, "7": seven, "8": eight, "9": nine,
+           "10": ten}
 
 
 def table(rows: list[tuple], info: dict) -> str:
@@ -210,7 +253,7 @@ def table(rows: list[tuple], info: dict) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
-    parser.add_argument("--only", default="1,2,3,4,6,7,8", help="which benchmarks (5 runs with 4)")
+    parser.add_argument("--only", default="1,2,3,4,6,7,8,9,10", help="which benchmarks (5 runs with 4)")
     args = parser.parse_args(argv)
     size = SIZES[args.quick]
     info = machine()

@@ -13,6 +13,9 @@ Stages (each adds integrations; adjust() only starts the missing watches):
 Then, with the pool stopped, two measurements that put the idle figure in context:
   - ceiling: N bare gevent sockets reading the same bookmarks (recv + de-chunk + json.loads),
     CPU% over the same window: the floor for any gevent client receiving this traffic;
+  - probe cost: bookmarks off (every watch turns quiet, as between a 1.20 apiserver's
+    watch start and end), then CPU% over PROBE_WINDOW with the stall probe on (every
+    cluster probed, at the rate cap), and over the same window with it off;
   - re-watch cost: 1,000 watches with a 2-4 s timeoutSeconds, CPU per re-watch, to
     extrapolate the steady state at the default 300 s timeout (150-300 s streams), which a
     20 s window just after start-up never sees.
@@ -30,6 +33,7 @@ import sys  # noqa: E402
 import time  # noqa: E402
 
 import gevent  # noqa: E402
+import gevent.pool  # noqa: E402
 import psutil  # noqa: E402
 import requests  # noqa: E402
 
@@ -41,6 +45,7 @@ from painchain_connector.watching import WatchTiming  # noqa: E402
 
 RESOURCES = 6
 IDLE_WINDOW = 20.0
+PROBE_WINDOW = 45.0
 
 
 def documents(count: int, server: str) -> list[dict]:
@@ -128,6 +133,69 @@ class Scale:
         return {"window_s": round(w1 - w0, 1), "cpu_s": round(cpu, 3), "cpu_percent_of_core": 100 * cpu / (w1 - w0),
                 "bookmarks_in_window": after["bookmarks"] - before["bookmarks"],
                 "restarts_in_window": self.restarts() - restarts, "open_at_server": after["watching"]}
+
+    def _cpu_window(self, seconds: float) -> dict:
+        proc = psutil.Process()
+        probes = self.probes()
+        t0, w0 = proc.cpu_times(), time.perf_counter()
+        gevent.sleep(seconds)
+        t1, w1 = proc.cpu_times(), time.perf_counter()
+        cpu = (t1.user - t0.user) + (t1.system - t0.system)
+        return {"window_s": round(w1 - w0, 1), "cpu_percent_of_core": 100 * cpu / (w1 - w0),
+                "probes_per_s": (self.probes() - probes) / (w1 - w0)}
+
+    def probes(self) -> int:
+        return int(sum(s.value for m in self.metrics.stall_probes.collect() for s in m.samples
+                       if s.name.endswith("_total")))
+
+    def probe_cost(self) -> dict:
+        """Idle CPU with every watch quiet: stall probe on, then off (same watches)."""
+        self.stats_session.get(self.url + "/bench/silence?on=1", timeout=30)
+        stalls = self.stall_restarts()
+        interval = self.pool.prober.settings.interval
+        gevent.sleep(interval * 1.5)  # every watch quiet for a whole interval; probing under way
+        on = self._cpu_window(PROBE_WINDOW)
+        self.pool._probing.kill(block=True, timeout=10)  # the probe off, the watches untouched
+        self.pool.prober.stop()
+        gevent.sleep(2.0)
+        off = self._cpu_window(PROBE_WINDOW)
+        self.stats_session.get(self.url + "/bench/silence?on=0", timeout=30)
+        return {"on": on, "off": off, "interval": interval, "rate": self.pool.prober.settings.rate,
+                "clusters": len(self.pool.watches_by_cluster()), "stall_restarts_during": self.stall_restarts() - stalls,
+                "outcomes": {s.labels["outcome"]: s.value for m in self.metrics.stall_probes.collect()
+                             for s in m.samples if s.name.endswith("_total")}}
+
+    def stall_restarts(self) -> int:
+        return int(sum(s.value for m in self.metrics.watch_restarts.collect() for s in m.samples
+                       if s.name.endswith("_total") and s.labels.get("reason") == "stall"))
+
+    def probe_alone(self, probes: int = 400, rate: float = 10.0) -> dict:
+        """CPU of the probe requests alone (no watches open): `probes` short watches paced at
+        `rate`, round-robin over 50 clients (kept-alive connections, as in production)."""
+        from painchain_connector.clusters import ListerWatcher, build_api_client
+
+        clients = [build_api_client(i.clusters[0], connect_timeout=10.0)
+                   for i in parse(documents(50, self.url))]
+        lws = [ListerWatcher(api, path="/api/v1/pods", connect_timeout=10.0) for api in clients]
+
+        def one(lw):
+            for _ in lw.watch(resource_version="1000", timeout_seconds=1, read_timeout=10.0):
+                pass
+
+        group = gevent.pool.Group()
+        proc = psutil.Process()
+        t0, w0 = proc.cpu_times(), time.perf_counter()
+        for i in range(probes):
+            group.spawn(one, lws[i % len(lws)])
+            gevent.sleep(1.0 / rate)
+        group.join(timeout=30)
+        t1, w1 = proc.cpu_times(), time.perf_counter()
+        for api in clients:
+            api.close()
+        cpu = (t1.user - t0.user) + (t1.system - t0.system)
+        per_probe = cpu / probes
+        return {"probes": probes, "seconds": round(w1 - w0, 1), "cpu_s": round(cpu, 3),
+                "cpu_us_per_probe": 1e6 * per_probe, "percent_at_cap": 100 * per_probe * rate}
 
     def bare_ceiling(self, sockets: int) -> dict:
         """The same traffic read by bare gevent sockets: no urllib3, no Reflector."""
@@ -217,9 +285,11 @@ def main(target_watches: int) -> dict:
         out["fd_limited"] = target_watches > room
         out["stage_max"] = scale.grow(integrations)
         out["idle"] = scale.idle()
+        out["probe_cost"] = scale.probe_cost()
         scale.pool.stop_all()
         gc.collect()
         out["idle_ceiling"] = scale.bare_ceiling(out["stage_max"]["open_at_server"])
+        out["probe_alone"] = scale.probe_alone()
         out["rewatch"] = scale.rewatch_cost()
     finally:
         scale.close()

@@ -7,7 +7,9 @@
                                           ending
     python -m bench.servers idle          keeps every watch open, one BOOKMARK per ~30 s per
                                           watch (first at a random offset), ends a watch at
-                                          its timeoutSeconds like the apiserver does
+                                          its timeoutSeconds like the apiserver does;
+                                          GET /bench/silence?on=1 stops the bookmarks
+                                          (a 1.20 apiserver sends none mid-stream)
     python -m bench.servers backend N     tests.fakebackend.FakeBackend with N integrations
                                           (bench-0 .. bench-N-1)
 
@@ -35,6 +37,7 @@ from bench.common import raise_fd_limit  # noqa: E402
 
 BOOKMARK_PERIOD = 30.0
 _STATS = {"watching": 0, "connections": 0, "watches_served": 0, "bookmarks": 0}
+_SILENT = [False]
 _CHUNK_HEADERS = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                   b"Transfer-Encoding: chunked\r\n\r\n")
 
@@ -72,6 +75,9 @@ def _serve(sock, watch) -> None:
                 _answer(sock, "200 OK", {"major": "1", "minor": "20", "gitVersion": "v1.20.2-bench"})
             elif path == "/bench/stats":
                 _answer(sock, "200 OK", _STATS)
+            elif path == "/bench/silence":
+                _SILENT[0] = query.get("on") == "1"
+                _answer(sock, "200 OK", {"silent": _SILENT[0]})
             elif query.get("watch") == "true":
                 _STATS["watching"] += 1
                 _STATS["watches_served"] += 1
@@ -118,12 +124,14 @@ def _idle_watch(sock, query, _path: str) -> None:
             break
         if _client_closed(sock, next_at - now):
             return
+        next_at += period
+        if _SILENT[0]:
+            continue
         rv += 1
         line = json.dumps({"type": "BOOKMARK", "object": {"kind": "Pod", "apiVersion": "v1",
                                                           "metadata": {"resourceVersion": str(rv)}}}).encode() + b"\n"
         sock.sendall(b"%x\r\n%s\r\n" % (len(line), line))
         _STATS["bookmarks"] += 1
-        next_at += period
     sock.sendall(b"0\r\n\r\n")
 
 

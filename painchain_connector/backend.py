@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from datetime import datetime, timezone
+from datetime import datetime
 from http.cookiejar import DefaultCookiePolicy
 from typing import Any
 from urllib.parse import quote
@@ -32,10 +32,11 @@ from ._log import logger
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import NewConnectionError
 
+from .metadata import USER_AGENT
 from .model import Outgoing
+from .schemas.event import iso_utc
 
 CONNECTOR_TYPE = "kubernetes"
-USER_AGENT = "painchain-kubernetes-connector/0.1"
 TENANT_HEADER = "x-tenant-id"
 _MAX_DETAIL = 200  # characters of the backend's own error message kept in ours
 
@@ -113,13 +114,6 @@ def _retry_after(value: str | None) -> float | None:
         except (TypeError, ValueError):
             return None
     return min(max(seconds, 0.0), 300.0)
-
-
-def _iso(when: datetime) -> str:
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    when = when.astimezone(timezone.utc)
-    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
 
 
 class BackendClient:
@@ -269,4 +263,4 @@ class BackendClient:
 
     def mark_synced(self, integration_id: str, tenant_id: str | None, when: datetime) -> None:
         """PUT /integrations/{id} {"lastSync": ...}. Never raises."""
-        self.update_integration(integration_id, tenant_id, {"lastSync": _iso(when)})
+        self.update_integration(integration_id, tenant_id, {"lastSync": iso_utc(when)})

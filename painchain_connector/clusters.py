@@ -10,6 +10,7 @@ Failures are typed (`ApiError` subclasses) so the Reflector's retry policy is a 
 from __future__ import annotations
 
 import json
+import socket
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -18,10 +19,11 @@ import urllib3
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
-from ._log import logger
+from kubernetes.utils.keepalive import tcp_keepalive_socket_options
 
 from .egress import EgressPolicy, EgressRefused, guard_connections
 from .logs import redact
+from .metadata import USER_AGENT
 from .schemas.integration import Cluster
 
 
@@ -84,6 +86,27 @@ class ServerError(ApiError):
     reason = "error"
 
 
+class Oversized(ApiError):
+    """The cluster answered more than a bound allows (a list page, a watch line, objects or
+    pages of one list): not read further, retried on the next re-sync. The message names
+    the bound and its setting, never the content."""
+
+    reason = "oversized"
+
+
+@dataclass(frozen=True)
+class ReadLimits:
+    """What one cluster's answer may cost, whoever runs that "cluster" (issue 11 point 3).
+
+    Defaults fit real clusters with room: the apiserver stores objects of at most 1.5 MiB
+    and 150,000 pods is the Kubernetes scalability limit."""
+
+    max_list_page_bytes: int = 32 * 2**20
+    max_watch_line_bytes: int = 4 * 2**20
+    max_list_objects: int = 150_000
+    max_list_pages: int = 2_000
+
+
 def _status_error(status: int, body: bytes) -> ApiError:
     # Only a Kubernetes Status message, shortened: whatever else a tenant's "apiserver"
     # answers must not be copied into the operator's log.
@@ -107,10 +130,19 @@ def _status_error(status: int, body: bytes) -> ApiError:
     return ServerError(f"HTTP {status}: {message}", status=status)
 
 
+# TCP keepalive on every socket to a cluster: a silently dead peer (a host that vanished,
+# a NAT that dropped the flow) is noticed after idle + interval * count = 60 s of silence
+# instead of the watch's read timeout (issue 13 point 3). A peer that answers keepalive
+# but forwards nothing (a proxy holding the stream) is the stall probe's job.
+KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_COUNT = 30, 10, 3
+CLIENT_POOL_SIZE = 256
+VERSION_MAX_BYTES = 64 * 1024  # a /version answer is about 400 bytes
+
+
 def build_api_client(cluster: Cluster, *, connect_timeout: float, egress: EgressPolicy | None = None) -> k8s.ApiClient:
     """A client for one credential set. Raises ApiError for unusable credentials. A
     restricted (tenant-written) cluster's connections go through the egress policy."""
-    api = _build_api_client(cluster, connect_timeout=connect_timeout)
+    api = _build_api_client(cluster)
     if cluster.restricted:
         try:
             guard_connections(api, egress or EgressPolicy())
@@ -120,14 +152,14 @@ def build_api_client(cluster: Cluster, *, connect_timeout: float, egress: Egress
     return api
 
 
-def _build_api_client(cluster: Cluster, *, connect_timeout: float) -> k8s.ApiClient:
+def _build_api_client(cluster: Cluster) -> k8s.ApiClient:
+    cfg = k8s.Configuration()
     if cluster.context:
         try:
-            return k8s_config.new_client_from_config(context=cluster.context, persist_config=False)
+            k8s_config.load_kube_config(context=cluster.context, client_configuration=cfg, persist_config=False)
         except (k8s_config.ConfigException, OSError, ValueError) as exc:
             raise ApiError(f"kubeconfig context {cluster.context!r} cannot be loaded: {exc}") from None
-    cfg = k8s.Configuration()
-    if cluster.in_cluster:
+    elif cluster.in_cluster:
         try:
             k8s_config.load_incluster_config(client_configuration=cfg)
         except k8s_config.ConfigException as exc:
@@ -141,12 +173,20 @@ def _build_api_client(cluster: Cluster, *, connect_timeout: float) -> k8s.ApiCli
         cfg.verify_ssl = not cluster.skip_tls_verify
         if cluster.certificate:
             cfg.ca_cert_data = cluster.ca_pem.decode("utf-8", "replace")
+    return client_with_settings(cfg)
+
+
+def client_with_settings(cfg: k8s.Configuration) -> k8s.ApiClient:
+    """The one place every ApiClient is made, whatever its credentials: the connector's
+    client settings apply to all of them (a hook that must see every client goes here)."""
     # urllib3 retries would hide a dead connection behind silent re-tries; the
     # Reflector owns retry policy. Streams are lazy, so a large pool costs nothing.
     cfg.retries = False
-    cfg.connection_pool_maxsize = 256
+    cfg.connection_pool_maxsize = CLIENT_POOL_SIZE
+    cfg.socket_options = tcp_keepalive_socket_options(
+        idle=KEEPALIVE_IDLE, interval=KEEPALIVE_INTERVAL, count=KEEPALIVE_COUNT)
     api = k8s.ApiClient(cfg)
-    api.user_agent = "painchain-kubernetes-connector"
+    api.user_agent = USER_AGENT
     return api
 
 
@@ -158,12 +198,14 @@ class ListPage:
 
 
 class ListerWatcher:
-    """Raw list and watch of one collection path through one ApiClient."""
+    """Raw list and watch of one collection path through one ApiClient, within `limits`."""
 
-    def __init__(self, api: k8s.ApiClient, *, path: str, connect_timeout: float) -> None:
+    def __init__(self, api: k8s.ApiClient, *, path: str, connect_timeout: float,
+                 limits: ReadLimits = ReadLimits()) -> None:
         self._api = api
         self._path = path
         self._connect_timeout = connect_timeout
+        self.limits = limits
 
     def _get(self, query: list[tuple[str, str]], read_timeout: float):
         method, url, headers, body, post = self._api.param_serialize(
@@ -204,20 +246,37 @@ class ListerWatcher:
         if continue_token:
             query.append(("continue", continue_token))
         raw = self._get(query, read_timeout)
+        most = self.limits.max_list_page_bytes
+        finished = False
         try:
-            doc = orjson.loads(raw.read())
+            body = raw.read(most + 1)  # never more than the bound (+1 to tell "too large")
+            if len(body) > most:
+                raise Oversized(f"a list page is larger than {_size(most)} (MAX_LIST_PAGE_BYTES)")
+            finished = True
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise StreamCut(f"list interrupted: {type(exc).__name__}") from None
+        finally:
+            if not finished:
+                raw.close()  # the rest of an oversized answer is never read
+            raw.release_conn()
+        try:
+            doc = orjson.loads(body)
         except ValueError:
             raise StreamCut("list answer is not JSON") from None
-        finally:
-            raw.release_conn()
+        del body
+        if not isinstance(doc, dict):
+            raise ServerError("list answer is not a JSON object")
         meta = doc.get("metadata") or {}
-        return ListPage(doc.get("items") or [], meta.get("resourceVersion", ""), meta.get("continue") or None)
+        items = doc.get("items") or []
+        if not isinstance(items, list):
+            raise ServerError("list answer has no list of items")
+        if len(items) > self.limits.max_list_objects:
+            raise Oversized(f"a list page has more than {self.limits.max_list_objects} objects (MAX_LIST_OBJECTS)")
+        return ListPage(items, meta.get("resourceVersion", ""), meta.get("continue") or None)
 
-    def watch(self, *, resource_version: str, timeout_seconds: int, read_timeout: float) -> Iterator[dict]:
-        """Open the watch now (errors raise here), then yield decoded events until the
-        server ends the stream cleanly."""
+    def watch(self, *, resource_version: str, timeout_seconds: int, read_timeout: float) -> WatchStream:
+        """Open the watch now (errors raise here); iterating the stream yields decoded
+        events until the server ends it cleanly."""
         query = [
             ("watch", "true"),
             ("resourceVersion", resource_version),
@@ -225,13 +284,52 @@ class ListerWatcher:
             ("timeoutSeconds", str(timeout_seconds)),
         ]
         raw = self._get(query, read_timeout)
-        return _stream(raw, read_timeout)
+        return WatchStream(raw, _stream(raw, read_timeout, max_line=self.limits.max_watch_line_bytes))
 
 
-def _stream(raw, read_timeout: float) -> Iterator[dict]:
+class WatchStream:
+    """One open watch response. `abort()` may be called from another greenlet: the
+    connection is closed under the reader, whose iteration then fails with StreamCut."""
+
+    def __init__(self, raw, events: Iterator[dict]) -> None:
+        self._raw, self._events = raw, events
+
+    def __iter__(self) -> Iterator[dict]:
+        return self._events
+
+    def abort(self) -> None:
+        # Not close(): the reader greenlet is inside the response's buffered read, and
+        # closing that under it raises "reentrant call". Shutting the connection down on a
+        # duplicate descriptor ends the read with EOF instead (TLS or not).
+        sock = getattr(getattr(self._raw, "connection", None), "sock", None)
+        if sock is None:
+            return
+        try:
+            dup = socket.fromfd(sock.fileno(), sock.family, sock.type)
+        except OSError:
+            return  # closed meanwhile: the read has ended anyway
+        try:
+            dup.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        finally:
+            dup.close()
+
+    def close(self) -> None:
+        """The reader is done with it (same greenlet): the rest is never read."""
+        self._events.close()
+
+
+def _size(n: int) -> str:
+    if n >= 2**20:
+        return f"{n / 2**20:g} MiB"
+    return f"{n / 1024:g} KiB" if n >= 1024 else f"{n} bytes"
+
+
+def _stream(raw, read_timeout: float, *, max_line: int) -> Iterator[dict]:
     finished = False
     try:
-        yield from _lines(raw)
+        yield from _lines(raw, max_line)
         finished = True
     except ValueError:
         raise StreamCut("watch stream sent a line that is not JSON") from None
@@ -247,8 +345,10 @@ def _stream(raw, read_timeout: float) -> Iterator[dict]:
         raw.release_conn()
 
 
-def _lines(raw) -> Iterator[dict]:
-    """Split a chunked watch response into JSON events as chunks arrive.
+def _lines(raw, max_line: int) -> Iterator[dict]:
+    """Split a chunked watch response into JSON events as chunks arrive; a line longer
+    than `max_line` is Oversized (a complete line up to 64 KiB over it can slip through:
+    the check is per chunk, which keeps it off the per-event path).
 
     orjson, not json: decoding is the largest single cost of the watch path (bench #1)."""
     loads = orjson.loads
@@ -258,6 +358,8 @@ def _lines(raw) -> Iterator[dict]:
             chunk = tail + chunk
         parts = chunk.split(b"\n")
         tail = parts.pop()
+        if len(tail) > max_line:
+            raise Oversized(f"a watch event is larger than {_size(max_line)} (MAX_WATCH_LINE_BYTES)")
         for line in parts:
             if line:
                 yield loads(line)
@@ -265,14 +367,22 @@ def _lines(raw) -> Iterator[dict]:
         yield loads(tail)
 
 
-def check_connection(api: k8s.ApiClient, *, cluster_label: str, connect_timeout: float) -> str:
-    """GET /version: reachability and TLS only (no RBAC needed). Returns the server version."""
+def check_connection(api: k8s.ApiClient, *, connect_timeout: float) -> str:
+    """GET /version: reachability and TLS only (no RBAC needed). Returns the server version.
+
+    Every failure is an ApiError, whatever the answer was (not JSON, not an object, cut)."""
     lw = ListerWatcher(api, path="/version", connect_timeout=connect_timeout)  # ApiError on failure
     raw = lw._get([], read_timeout=connect_timeout)
     try:
-        doc = json.loads(raw.read())
+        body = raw.read(VERSION_MAX_BYTES + 1)
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        raise Unreachable(f"cannot reach the cluster: /version interrupted: {type(exc).__name__}") from None
     finally:
         raw.release_conn()
-    version = doc.get("gitVersion", "?")
-    logger.debug("connection test passed for {}: server {}", cluster_label, version)
-    return version
+    try:
+        doc = orjson.loads(body) if len(body) <= VERSION_MAX_BYTES else None
+    except ValueError:
+        doc = None
+    if not isinstance(doc, dict) or not isinstance(doc.get("gitVersion", ""), str):
+        raise ServerError("the answer to GET /version is not a Kubernetes version document")
+    return doc.get("gitVersion") or "?"

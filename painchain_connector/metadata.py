@@ -5,7 +5,13 @@
 """
 from __future__ import annotations
 
+import json
+
 from . import logo
+from .resources import RESOURCE_NAMES
+
+VERSION = "0.1.0"  # = setup.py's version
+USER_AGENT = f"painchain-kubernetes-connector/{VERSION}"  # on every request, to clusters and the backend
 
 CLUSTERS_HELP = (
     'A JSON list, one object per cluster, for example [{"name": "prod", "server": "https://host:6443", '
@@ -18,9 +24,7 @@ CLUSTERS_HELP = (
 # default value, not an example. These two parse to harmless values (no cluster: the form
 # cannot be saved as is; every resource watched) and the examples live in the help text.
 CLUSTERS_PLACEHOLDER = "[]"
-RESOURCES_PLACEHOLDER = (
-    '{"pods": true, "deployments": true, "services": true, "statefulsets": true, "daemonsets": true, "events": true}'
-)
+RESOURCES_PLACEHOLDER = json.dumps({name: True for name in RESOURCE_NAMES})
 
 METADATA: dict = {
     "id": "kubernetes",

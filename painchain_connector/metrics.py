@@ -9,9 +9,21 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
+class _Registry(CollectorRegistry):
+    """Exports no `*_created` series: prometheus-client adds one beside every counter and
+    histogram by default, doubling the series for nothing a dashboard uses. Filtered here,
+    because the library's own switch (`disable_created_metrics`) is process-wide and would
+    change an embedding host's metrics too."""
+
+    def collect(self):
+        for metric in super().collect():
+            metric.samples = [s for s in metric.samples if not s.name.endswith("_created")]
+            yield metric
+
+
 class Metrics:
     def __init__(self, *, per_integration: bool = False) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
+        self.registry = _Registry(auto_describe=True)
         self.per_integration = per_integration
         r = self.registry
         self.watches = Gauge(
@@ -19,8 +31,14 @@ class Metrics:
         )
         self.watch_restarts = Counter(
             "painchain_watch_restarts_total",
-            "List/watch restarts by reason (cut, gone, stall, error, forbidden, timeout)",
+            "List/watch restarts by reason (cut, gone, stall, error, unreachable, forbidden, unauthorized, oversized)",
             ["resource", "reason"],
+            registry=r,
+        )
+        self.stall_probes = Counter(
+            "painchain_stall_probes_total",
+            "Stall probes by outcome (quiet, stalled, path_stalled, inconclusive, skipped, error)",
+            ["outcome"],
             registry=r,
         )
         self.events_observed = Counter(

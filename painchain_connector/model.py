@@ -10,6 +10,8 @@ from typing import Any, Mapping
 
 # The namespace placeholder of a WatchKey that watches all namespaces.
 ALL_NAMESPACES = ""
+# The namespace part of ids and projects for cluster-scoped objects ("<cluster>:_cluster").
+CLUSTER_SCOPE = "_cluster"
 
 
 @dataclass(frozen=True, order=True)
@@ -18,7 +20,7 @@ class WatchKey:
 
     integration_id: str
     cluster: str
-    resource: str  # one of schemas.integration.RESOURCE_NAMES
+    resource: str  # one of resources.RESOURCE_NAMES
     namespace: str = ALL_NAMESPACES
 
     def __str__(self) -> str:

@@ -6,13 +6,15 @@ diffs instead of re-baselining and nothing in between is missed), start the miss
 leave the unchanged alone. Every watch greenlet is owned by the pool (a dict keyed by
 WatchKey, never a size-limited pool: watches never end), is named after its key, and
 runs through a guard that logs a crash or a return (a bug) and restarts it with backoff.
-Clients are shared per credential set and closed when their last watch stops.
+Clients are shared per credential set and closed when their last watch stops. Two more
+greenlets, both stopped by `stop_all()`: "watch-state:flush" (with a state store) and
+"watch-stall-probe" (probing.StallProbe, unless the probe is off).
 """
 from __future__ import annotations
 
 import hashlib
-import pickle
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
@@ -21,9 +23,12 @@ from gevent.pool import Group
 from gevent import Greenlet
 from ._log import logger
 
-from .clusters import ApiError, ListerWatcher, build_api_client, check_connection
+from . import persisting
+from .clusters import ApiError, ListerWatcher, ReadLimits, build_api_client, check_connection
+from .logs import redact
 from .metrics import Metrics
 from .model import ALL_NAMESPACES, Route, WatchKey
+from .probing import ProbeSettings, StallProbe
 from .resources import RESOURCE_TYPES
 from .schemas.integration import Cluster, Integration
 from .watching import Backoff, Emit, Reflector, Store, WatchTiming
@@ -62,6 +67,15 @@ class _Running:
     saved_revision: int = -1
 
 
+def _handover(reflector: Reflector, *, stopped: bool) -> tuple[Store, str | None]:
+    """What a restarted watch inherits: the Store and resourceVersion of the stopped one.
+    Taken after the kill, so nothing is written between; if the old greenlet outlived its
+    kill, the new one gets a copy, so two reflectors never write one Store (issue 13
+    point 5). Compacts are immutable: a shallow copy is a full one, made without a switch."""
+    store = reflector.store if stopped else Store(dict(reflector.store.objects))
+    return store, reflector.resource_version
+
+
 def state_key(spec: WatchSpec) -> str:
     """Persisted-state key: the WatchKey plus which API server it is (a renamed server
     must not be diffed against another cluster's objects)."""
@@ -75,11 +89,11 @@ class ClientCache:
     def __init__(self, *, connect_timeout: float, spawn_check: Callable[..., object], egress=None) -> None:
         self.connect_timeout = connect_timeout
         self.egress = egress
-        self._clients: dict[str, list] = {}  # fingerprint -> [api, refcount]
+        self._clients: dict[str, list] = {}  # fingerprint -> [api, refcount, {integration id: watches}]
         self._warned_insecure: set[str] = set()
         self._spawn_check = spawn_check
 
-    def acquire(self, cluster: Cluster, *, label: str):
+    def acquire(self, cluster: Cluster, *, label: str, integration_id: str = ""):
         fp = cluster.credential_fingerprint
         entry = self._clients.get(fp)
         if entry is None:
@@ -87,30 +101,47 @@ class ClientCache:
             if cluster.skip_tls_verify and fp not in self._warned_insecure:
                 self._warned_insecure.add(fp)
                 logger.warning("{}: skipTLSVerify is on: the API server's identity is NOT verified", label)
-            entry = self._clients[fp] = [api, 0]
-            self._spawn_check(self._check, api, label)
+            entry = self._clients[fp] = [api, 0, Counter()]
+            # Runs after this adjust() has acquired for every integration sharing the client.
+            self._spawn_check(self._check, entry, cluster.name)
         entry[1] += 1
+        entry[2][integration_id] += 1
         return entry[0]
 
-    def release(self, cluster: Cluster) -> None:
+    def release(self, cluster: Cluster, *, integration_id: str = "") -> None:
         fp = cluster.credential_fingerprint
         entry = self._clients.get(fp)
         if entry is None:
             return
         entry[1] -= 1
+        entry[2][integration_id] -= 1
+        if entry[2][integration_id] <= 0:
+            del entry[2][integration_id]
         if entry[1] <= 0:
             del self._clients[fp]
             entry[0].close()
 
-    def _check(self, api, label: str) -> None:
+    def _check(self, entry: list, cluster_name: str) -> None:
+        label = f"cluster {cluster_name!r} of {_integrations(entry[2])}"
         try:
-            version = check_connection(api, cluster_label=label, connect_timeout=self.connect_timeout)
+            version = check_connection(entry[0], connect_timeout=self.connect_timeout)
             logger.info("{}: connection test passed (Kubernetes {})", label, version)
         except ApiError as exc:
             logger.error("{}: connection test failed: {}", label, exc)
+        except Exception as exc:  # noqa: BLE001 - any failure is a failed test, not a dead greenlet
+            logger.error("{}: connection test failed: {}", label, redact(f"{type(exc).__name__}: {exc}"))
 
     def __len__(self) -> int:
         return len(self._clients)
+
+
+def _integrations(users: Counter, *, most: int = 5) -> str:
+    """'integration a', or '3 integrations (a, b, c)': every integration sharing a client."""
+    ids = sorted(users)
+    if len(ids) == 1:
+        return f"integration {ids[0]}"
+    named = ", ".join(ids[:most]) + (f", +{len(ids) - most} more" if len(ids) > most else "")
+    return f"{len(ids)} integrations ({named})"
 
 
 class WatchPool:
@@ -123,25 +154,32 @@ class WatchPool:
         timing: WatchTiming,
         metrics: Metrics,
         connect_timeout: float,
+        limits: ReadLimits = ReadLimits(),
         state_store=None,
         checkpoint: Callable[[], object] | None = None,
         flush_interval: float = 30.0,
         sleep: Callable[[float], None] = gevent.sleep,
         egress=None,
         state_retention: float = 3600.0,
+        parked_per_tenant: int = 2000,
         clock: Callable[[], float] = time.monotonic,
+        stop_timeout: float = 5.0,
+        probe: ProbeSettings | None = ProbeSettings(),
     ) -> None:
         self.make_emit = make_emit
+        self.stop_timeout = stop_timeout
         self.timing = timing
         self.metrics = metrics
         self.sleep = sleep
+        self.limits = limits
         self.clock = clock
         self.clients = ClientCache(connect_timeout=connect_timeout, spawn_check=self._spawn_check, egress=egress)
         # The Stores of stopped watches, kept for `state_retention` seconds: an integration
         # that comes back (re-activated, a typo fixed) relists and diffs instead of
         # re-baselining, so what changed while it was stopped is still reported.
         self.state_retention = state_retention
-        self.parked: dict[str, tuple[Store, float]] = {}  # state_key -> (store, stopped at)
+        self.parked: dict[str, tuple[Store, float, str | None]] = {}  # state_key -> (store, stopped at, tenant)
+        self.parked_per_tenant = parked_per_tenant
         self.running: dict[WatchKey, _Running] = {}
         self.failed: dict[WatchKey, str] = {}  # keys that could not even start (bad credentials)
         self._checks = Group()
@@ -155,6 +193,20 @@ class WatchPool:
             self._flusher = Greenlet(self._flush_forever)
             self._flusher.name = "watch-state:flush"
             self._flusher.start()
+        # One stall probe for the whole pool (per-cluster targets, a global rate): None = off.
+        self.prober = StallProbe(settings=probe, clusters=self.watches_by_cluster, metrics=metrics) if probe else None
+        self._probing: Greenlet | None = None
+        if self.prober is not None:
+            self._probing = Greenlet(self.prober.run)
+            self._probing.name = "watch-stall-probe"
+            self._probing.start()
+
+    def watches_by_cluster(self) -> dict[str, list[Reflector]]:
+        """The running reflectors grouped by the client (credential set) they share."""
+        grouped: dict[str, list[Reflector]] = {}
+        for running in self.running.values():
+            grouped.setdefault(running.spec.cluster.credential_fingerprint, []).append(running.reflector)
+        return grouped
 
     def _spawn_check(self, fn, *args) -> None:
         self._checks.spawn(fn, *args)
@@ -184,9 +236,9 @@ class WatchPool:
                 continue
             handover = None
             if current is not None:
+                stopped = self._stop(key)
                 if state_key(current.spec) == state_key(spec):  # same API server: keep what we know
-                    handover = (current.reflector.store, current.reflector.resource_version)
-                self._stop(key)
+                    handover = _handover(current.reflector, stopped=stopped)
             try:
                 started = self._start(spec, handover=handover)
             except Exception as exc:  # noqa: BLE001 - one integration's failure must not stop the others
@@ -203,16 +255,20 @@ class WatchPool:
         return counts
 
     def _park(self, key: WatchKey) -> None:
-        """Stop a watch that is no longer wanted, keeping its Store for the retention period."""
+        """Stop a watch that is no longer wanted, keeping its Store for the retention period
+        (at most `parked_per_tenant` of one tenant: the oldest go first)."""
         running = self.running[key]
-        self._stop(key)
-        if running.greenlet.dead and running.reflector.resource_version is not None:
-            self.parked[state_key(running.spec)] = (running.reflector.store, self.clock())
+        if self._stop(key) and running.reflector.resource_version is not None:
+            tenant = running.spec.route.tenant_id
+            self.parked[state_key(running.spec)] = (running.reflector.store, self.clock(), tenant)
             self._save_one(running)
+            mine = [k for k, (_, _, t) in self.parked.items() if t == tenant]
+            for where in mine[:max(0, len(mine) - self.parked_per_tenant)]:  # dicts keep insertion order
+                del self.parked[where]
 
     def _forget_expired(self) -> None:
         cutoff = self.clock() - self.state_retention
-        for where in [k for k, (_, stopped_at) in self.parked.items() if stopped_at <= cutoff]:
+        for where in [k for k, (_, stopped_at, _) in self.parked.items() if stopped_at <= cutoff]:
             del self.parked[where]
         if self.state_store is not None:  # also what a previous run left for integrations gone since
             keep = {state_key(r.spec) for r in self.running.values()} | set(self.parked)
@@ -227,7 +283,7 @@ class WatchPool:
         try:
             if self.checkpoint is not None:
                 self.checkpoint()
-            blob = pickle.dumps(running.reflector.store.objects, protocol=pickle.HIGHEST_PROTOCOL)
+            blob = persisting.encode(running.reflector.store.objects)
             self.state_store.save_watch_state(state_key(running.spec), running.reflector.resource_version, blob)
         except Exception as exc:  # noqa: BLE001 - a disk error loses the diff on return, not the watch
             logger.bind(**running.spec.key.log_context()).error("could not save a stopped watch's state: {}",
@@ -237,7 +293,7 @@ class WatchPool:
         key = spec.key
         label = f"integration {key.integration_id} cluster {key.cluster!r}"
         try:
-            api = self.clients.acquire(spec.cluster, label=label)
+            api = self.clients.acquire(spec.cluster, label=label, integration_id=key.integration_id)
         except ApiError as exc:
             if self.failed.get(key) != str(exc):
                 logger.bind(**key.log_context()).error("{}: cannot build a client: {}", label, exc)
@@ -251,7 +307,8 @@ class WatchPool:
         reflector = Reflector(
             key=key,
             lister_watcher=ListerWatcher(
-                api, path=RESOURCE_TYPES[key.resource].path(key.namespace), connect_timeout=self.clients.connect_timeout
+                api, path=RESOURCE_TYPES[key.resource].path(key.namespace),
+                connect_timeout=self.clients.connect_timeout, limits=self.limits,
             ),
             emit=self.make_emit(spec.route),
             timing=self.timing,
@@ -267,16 +324,20 @@ class WatchPool:
         return True
 
     def _load_state(self, spec: WatchSpec):
+        """(Store, resourceVersion) saved by an earlier run: the watch resumes from that
+        resourceVersion (a 410 relists and diffs), so changes made while the connector was
+        down are emitted. (None, None) when there is none or it is unusable."""
         if self.state_store is None:
             return None, None
         try:
             found = self.state_store.load_watch_state(state_key(spec))
             if found is None:
                 return None, None
-            return Store(pickle.loads(found[1])), None  # rv None: relist and diff
+            return Store(persisting.decode(found[1])), found[0] or None
         except Exception as exc:  # noqa: BLE001 - a corrupt state must not stop the watch
+            reason = str(exc) if isinstance(exc, persisting.Unusable) else type(exc).__name__
             logger.bind(**spec.key.log_context()).warning(
-                "persisted watch state unusable ({}): starting from a baseline", type(exc).__name__)
+                "persisted watch state unusable ({}): starting from a baseline", reason)
             return None, None
 
     def flush_state(self) -> int:
@@ -294,7 +355,7 @@ class WatchPool:
             if reflector.revision == running.saved_revision or reflector.resource_version is None:
                 continue
             revision = reflector.revision
-            blob = pickle.dumps(reflector.store.objects, protocol=pickle.HIGHEST_PROTOCOL)
+            blob = persisting.encode(reflector.store.objects)
             self.state_store.save_watch_state(state_key(running.spec), reflector.resource_version, blob)
             running.saved_revision = revision
             saved += 1
@@ -321,15 +382,20 @@ class WatchPool:
             reflector.resource_version = None  # relist and diff: nothing between is lost
             self.sleep(backoff.next_delay())
 
-    def _stop(self, key: WatchKey, *, block: bool = True) -> None:
+    def _stop(self, key: WatchKey, *, block: bool = True) -> bool:
+        """Stop one watch; True once its greenlet is dead."""
         running = self.running.pop(key)
-        running.greenlet.kill(block=block, timeout=5)
+        running.greenlet.kill(block=block, timeout=self.stop_timeout)
         if not running.greenlet.dead:
-            logger.bind(**key.log_context()).error("watch {} did not stop within 5 s", key)
+            logger.bind(**key.log_context()).error("watch {} did not stop within {} s", key, self.stop_timeout)
         running.reflector.close()
-        self.clients.release(running.spec.cluster)
+        self.clients.release(running.spec.cluster, integration_id=key.integration_id)
+        return running.greenlet.dead
 
     def stop_all(self) -> None:
+        if self._probing is not None:
+            self._probing.kill(block=True, timeout=5)
+            self.prober.stop()
         if self._flusher is not None:
             self._flusher.kill(block=True, timeout=5)
         greenlets = [r.greenlet for r in self.running.values()]

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import sys
 import time
-from datetime import datetime, timezone
 from typing import Callable
 
 import gevent
@@ -21,10 +20,12 @@ from gevent import Greenlet
 from gevent.event import Event
 from ._log import logger
 
+from .clusters import ReadLimits
 from .metrics import Metrics
 from .model import Change, Route
 from .logs import retain_secrets
 from .orchestration import WatchPool, wanted_watches
+from .probing import ProbeSettings
 from .reporting import Reporter
 from .selection import LastKnownGood, ShrinkGuard
 from .schemas.event import to_outgoing
@@ -78,11 +79,20 @@ class Connector:
             ),
             metrics=self.metrics,
             connect_timeout=settings.connect_timeout,
+            limits=ReadLimits(
+                max_list_page_bytes=settings.max_list_page_bytes,
+                max_watch_line_bytes=settings.max_watch_line_bytes,
+                max_list_objects=settings.max_list_objects,
+                max_list_pages=settings.max_list_pages,
+            ),
+            probe=ProbeSettings(interval=settings.stall_probe_interval, rate=settings.stall_probe_rate)
+            if settings.stall_probe_interval else None,
             state_store=self.spool,
             checkpoint=self.outbox.checkpoint,
             flush_interval=settings.state_flush_interval,
             egress=settings.egress,
             state_retention=settings.state_retention,
+            parked_per_tenant=settings.max_watches_per_tenant,
         )
         # backend -> select (last known good) -> guard (suspicious shrink) -> reconcile;
         # report (status, lastSync, problems) -> backend
@@ -310,7 +320,3 @@ class Connector:
                 per_integration.labels(route.integration_id).inc(len(changes))
 
         return emit
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)

@@ -56,8 +56,15 @@ class Settings:
     # watching
     watch_timeout: float = 300.0  # server-side timeoutSeconds upper bound (randomised down to half)
     stall_margin: float = 30.0  # client read timeout = watch timeout + this
+    stall_probe_interval: float = 30.0  # silence that makes a watch quiet (probed); 0 = no probe
+    stall_probe_rate: float = 10.0  # stall probes per second at most, all clusters together
     list_page_size: int = 500
     connect_timeout: float = 10.0
+    # bounded reads: what one cluster's answer may cost (a tenant's "apiserver" is a stranger)
+    max_list_page_bytes: int = 32 * 2**20
+    max_watch_line_bytes: int = 4 * 2**20
+    max_list_objects: int = 150_000
+    max_list_pages: int = 2_000
     # delivery
     senders: int = 8
     max_attempts: int = 8
@@ -153,8 +160,14 @@ class _SettingsSchema(Schema):
     status_public = fields.Boolean()
     watch_timeout = fields.Float(validate=validate.Range(min=2, max=3600))
     stall_margin = fields.Float(validate=validate.Range(min=1, max=600))
+    stall_probe_interval = fields.Float(validate=validate.Range(min=0, max=3600))
+    stall_probe_rate = fields.Float(validate=validate.Range(min=0.1, max=1000))
     list_page_size = fields.Integer(validate=validate.Range(min=1, max=10_000))
     connect_timeout = fields.Float(validate=validate.Range(min=0.1, max=300))
+    max_list_page_bytes = fields.Integer(validate=validate.Range(min=64 * 1024))
+    max_watch_line_bytes = fields.Integer(validate=validate.Range(min=64 * 1024))
+    max_list_objects = fields.Integer(validate=validate.Range(min=1))
+    max_list_pages = fields.Integer(validate=validate.Range(min=1))
     senders = fields.Integer(validate=validate.Range(min=1, max=256))
     max_attempts = fields.Integer(validate=validate.Range(min=1, max=1000))
     retry_initial = fields.Float(validate=validate.Range(min=0.001, max=3600))
@@ -225,8 +238,14 @@ ENV_VARS: dict[str, str] = {
     "STATUS_PUBLIC": "status_public",
     "WATCH_TIMEOUT": "watch_timeout",
     "STALL_MARGIN": "stall_margin",
+    "STALL_PROBE_INTERVAL": "stall_probe_interval",
+    "STALL_PROBE_RATE": "stall_probe_rate",
     "LIST_PAGE_SIZE": "list_page_size",
     "CONNECT_TIMEOUT": "connect_timeout",
+    "MAX_LIST_PAGE_BYTES": "max_list_page_bytes",
+    "MAX_WATCH_LINE_BYTES": "max_watch_line_bytes",
+    "MAX_LIST_OBJECTS": "max_list_objects",
+    "MAX_LIST_PAGES": "max_list_pages",
     "SENDERS": "senders",
     "MAX_ATTEMPTS": "max_attempts",
     "RETRY_INITIAL": "retry_initial",

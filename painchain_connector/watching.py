@@ -7,9 +7,15 @@ Vocabulary and numbers from client-go's tools/cache:
   clean close or a broken stream: no relist, no replay;
 - 410 Gone relists and diffs the fresh list against the Store, emitting exactly what
   was missed (deletions of vanished objects included);
-- other failures back off 0.8 s doubling to 30 s with full jitter, reset after 2 min
-  healthy; a stream silent for longer than its timeout plus a margin is a stall;
-- 401/403 wait for the next re-sync period and try again (the key stays "forbidden").
+- other failures back off 0.8 s doubling to 30 s with full jitter; the backoff resets
+  once a watch delivers a change or has been open for 2 minutes, as client-go's does; a
+  watch that ends cleanly without progress (no change, open under PROGRESS_AFTER
+  seconds: one bookmark and close) backs off too, or it would reconnect in a tight loop;
+- a stream silent for longer than its timeout plus a margin is a stall; sooner, the
+  stall probe (probing.py) may `interrupt()` a quiet stream it found stalled;
+- 401/403, and an answer beyond the read bounds (Oversized: a hostile or broken
+  "apiserver"), wait for the next re-sync period and try again (the key stays
+  "forbidden", "unauthorized" or "oversized").
 
 The Reflector owns no greenlet: `run()` is the body the WatchPool runs in a named,
 guarded greenlet. One iteration (`run_once`) is a function tests can drive.
@@ -25,11 +31,18 @@ from typing import Any, Callable, Iterable
 from ._log import logger
 
 from . import detecting
-from .clusters import ApiError, Forbidden, Gone, ListerWatcher, Refused, ServerError, Unauthorized, Unreachable
+from .clusters import (
+    ApiError, Forbidden, Gone, ListerWatcher, Oversized, Refused, ServerError, Stalled, StreamCut, Unauthorized,
+    Unreachable, WatchStream,
+)
 from .metrics import Metrics
 from .model import Change, DetectContext, WatchKey
 
 Emit = Callable[[list[Change]], None]
+
+
+# A watch that ends cleanly sooner than this with no change in it made no progress.
+PROGRESS_AFTER = 5.0
 
 
 class Backoff:
@@ -42,9 +55,15 @@ class Backoff:
         self._healthy_since: float | None = None
 
     def healthy(self) -> None:
-        """The stream is established; a long enough healthy period resets the backoff."""
+        """The stream is established: a failure `reset_after` seconds or more from now
+        (with no failure in between) starts again from `initial`."""
         if self._healthy_since is None:
             self._healthy_since = self._clock()
+
+    def progress(self) -> None:
+        """The watch delivered a change: the path works, forget the failures now."""
+        self.failures = 0
+        self.healthy()
 
     def next_delay(self) -> float:
         now = self._clock()
@@ -91,6 +110,7 @@ class Reflector:
         resource_version: str | None = None,
         sleep: Callable[[float], None],
         wallclock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+        clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
     ) -> None:
         self.key = key
@@ -105,7 +125,8 @@ class Reflector:
         self.sleep = sleep
         self.wallclock = wallclock
         self.rng = rng or random.Random()
-        self.backoff = Backoff(rng=self.rng.random)
+        self.clock = clock
+        self.backoff = Backoff(rng=self.rng.random, clock=clock)
         self.revision = 0  # bumped on every Store change; the pool persists changed stores
         self.state = "starting"
         metrics.watches.labels("starting").inc()
@@ -116,6 +137,9 @@ class Reflector:
         self._observed: dict[str, Any] = {}
         self._ctx_second = -1
         self._seen = 0  # watch events received (bookmarks included)
+        self._changes = 0  # watch changes applied (ADDED, MODIFIED, DELETED)
+        self._stream: WatchStream | None = None  # the open watch, for interrupt()
+        self._interrupted: str | None = None
         self._applied_since_list = 0
         self._ctx_cached: DetectContext | None = None
 
@@ -141,8 +165,10 @@ class Reflector:
                 # 410 right after a list (a slow paged list, an odd proxy): back off, or
                 # relist -> 410 -> relist would spin at full speed.
                 self.sleep(self.backoff.next_delay())
-        except (Forbidden, Unauthorized, Refused) as exc:
-            # Not transient: a config or RBAC problem. Logged once, retried each re-sync period.
+        except (Forbidden, Unauthorized, Oversized, Refused) as exc:
+            # Not transient: a config or RBAC problem, an address the egress policy refuses, or
+            # a "cluster" answering more than any real one would. Logged once, retried each
+            # re-sync period.
             self._fail(exc, level="ERROR", state=exc.reason)
             self.sleep(self.timing.forbidden_retry)
         except Unreachable as exc:
@@ -182,12 +208,21 @@ class Reflector:
     # -- list ---------------------------------------------------------------------------
 
     def relist(self) -> None:
-        """Paged list; the first one is a baseline, later ones diff against the Store."""
+        """Paged list; the first one is a baseline, later ones diff against the Store.
+
+        Only compact projections are kept while paging (a page's raw objects are dropped
+        before the next is read), and the list stops at the ListerWatcher's bounds on
+        objects and pages (Oversized)."""
         fresh: dict[str, Any] = {}
         continue_token = None
         resource_version = ""
         project, resource = self._project, self.key.resource
+        limits = self.lw.limits
+        pages = 0
         while True:
+            pages += 1
+            if pages > limits.max_list_pages:
+                raise Oversized(f"a list has more than {limits.max_list_pages} pages (MAX_LIST_PAGES)")
             page = self.lw.list_page(
                 limit=self.timing.page_size, continue_token=continue_token,
                 read_timeout=self.timing.list_read_timeout,
@@ -195,15 +230,18 @@ class Reflector:
             seen = self.wallclock().timestamp()  # when this version was observed (detect compares it)
             for obj in page.items:
                 compact = project(resource, obj, seen)
-                fresh[compact.uid] = (obj, compact)
+                fresh[compact.uid] = compact
+            if len(fresh) > limits.max_list_objects:
+                raise Oversized(f"a list has more than {limits.max_list_objects} objects (MAX_LIST_OBJECTS)")
             resource_version = page.resource_version
             continue_token = page.continue_token
+            del page
             if not continue_token:
                 break
         if self._baseline_done:
             self._diff(fresh)
         else:
-            self.store.objects = {uid: compact for uid, (_, compact) in fresh.items()}
+            self.store.objects = fresh
             self._baseline_done = True
         self.resource_version = resource_version
         self.revision += 1
@@ -215,7 +253,7 @@ class Reflector:
         changes: list[Change] = []
         ctx = self._ctx()
         new_objects: dict[str, Any] = {}
-        for uid, (_obj, compact) in fresh.items():
+        for uid, compact in fresh.items():
             old = old_objects.get(uid)
             if old is not None and old.resource_version == compact.resource_version:
                 new_objects[uid] = old  # unchanged: keep the carried bookkeeping
@@ -243,14 +281,43 @@ class Reflector:
             read_timeout=timeout + self.timing.stall_margin,
         )
         self._set_state("watching")
-        started, seen = time.monotonic(), self._seen
-        self.handle_events(events)
-        if self._seen == seen and time.monotonic() - started < 1.0:
-            # Closed at once with nothing in it (a proxy or load balancer cutting watches):
-            # not healthy, and not a reason to reconnect at full speed.
+        self.backoff.healthy()
+        started, changes = self.clock(), self._changes
+        self._stream, self._interrupted = events, None
+        try:
+            self.handle_events(events)
+        except StreamCut:
+            if self._interrupted:  # interrupt() closed it: say why
+                raise Stalled(self._interrupted) from None
+            raise
+        finally:
+            self._stream = None
+            if self._changes != changes:
+                self.backoff.progress()  # before a cut's next_delay: the path worked
+        if self._changes == changes and self.clock() - started < PROGRESS_AFTER:
+            # Ended without progress (a bookmark and close, a proxy cutting watches): not a
+            # reason to reconnect at full speed.
             self.sleep(self.backoff.next_delay())
-        else:
-            self.backoff.healthy()
+
+    @property
+    def events_seen(self) -> int:
+        """Watch events received so far, bookmarks included (the stall probe's "quiet")."""
+        return self._seen
+
+    @property
+    def changes_applied(self) -> int:
+        return self._changes
+
+    def interrupt(self, why: str) -> bool:
+        """Close the open watch stream from another greenlet (the stall probe): the watch
+        fails with Stalled(why) and resumes from its resourceVersion after the backoff.
+        False if no stream is open."""
+        stream = self._stream
+        if stream is None or self.state != "watching":
+            return False
+        self._interrupted = why
+        stream.abort()
+        return True
 
     def handle_events(self, events: Iterable[dict]) -> None:
         observed = self._observed  # labelled children resolved once: .labels() costs 5 % here
@@ -282,6 +349,7 @@ class Reflector:
         self.resource_version = compact.resource_version or self.resource_version
         self.revision += 1
         self._applied_since_list += 1
+        self._changes += 1
         if changes:
             self.emit(changes)
 

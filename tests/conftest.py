@@ -18,6 +18,19 @@ from tests.fakebackend import FakeBackend  # noqa: E402
 
 
 @pytest.fixture
+def logs():
+    """The package's log records (DEBUG and up) while the test runs, as loguru records."""
+    from loguru import logger
+
+    records = []
+    logger.enable("painchain_connector")
+    handler = logger.add(lambda message: records.append(message.record), level="DEBUG")
+    yield records
+    logger.remove(handler)
+    logger.disable("painchain_connector")
+
+
+@pytest.fixture
 def backend():
     """A fake PainChain backend on a loopback port (tests/fakebackend.py), stopped afterwards."""
     with FakeBackend() as fake:

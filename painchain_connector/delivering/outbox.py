@@ -1,7 +1,8 @@
 """The outbox: detected events in, posts to the backend (or a local sink) out.
 
 Owns per-(tenant, integration) FIFO queues, the bounded set of sender greenlets that
-serve them round-robin, the retry timers and a housekeeper; optionally uses a `Spool`.
+serve them round-robin, the retry timers and a housekeeper; with a `Spool`, its disk
+half is a `SpoolHalf` (spilling.py) it owns and hands queues to.
 
 Promises:
 - `put()` never blocks and never does I/O: watch greenlets call it.
@@ -39,7 +40,6 @@ memory (subject to the memory bound).
 from __future__ import annotations
 
 import random
-import sqlite3
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -56,14 +56,14 @@ from ..backend import PermanentError, TransientError
 from ..metrics import Metrics
 from ..model import Outgoing
 from ..settings import Settings
-from .queues import BUSY, IDLE, PAUSED, READY, Key, _Pending, _Queue
-from .spilling import SpoolingMixin
+from .queues import BUSY, IDLE, LOAD_BATCH, PAUSED, READY, Key, _Pending, _Queue
+from .spilling import SpoolHalf
 from .spool import Spool
 
 _WAIT = "wait"  # _attempt: the backend is unavailable; retry once the gate opens
 
 
-class Outbox(SpoolingMixin):
+class Outbox:
     def __init__(
         self,
         *,
@@ -120,11 +120,14 @@ class Outbox(SpoolingMixin):
         self._retries_unreported = 0
         self._last_retry_message = ""
         self._last_report = float("-inf")
-        self._spool_garbage: list[int] = []  # seqs of dropped events that still have a row
+        self._disk = SpoolHalf(spool, self._metrics) if spool is not None else None
 
         self._next_seq = 1
-        if spool is not None:
-            self._adopt_spool(spool)
+        if self._disk is not None:
+            self._next_seq, adopted = self._disk.adopt()
+            for q in adopted:
+                self._queues[q.key] = q
+                self._ready.put_nowait(q)
 
     # -- the watch side: never blocks, never does I/O -----------------------------------
 
@@ -179,13 +182,8 @@ class Outbox(SpoolingMixin):
             q.head.clear()
             q.tail.clear()
             q.spooled = 0
-        if self._spool is not None:
-            for integration_id in {q.integration_id for q in gone}:
-                try:
-                    self._spool.delete_integration(integration_id)
-                except sqlite3.Error as exc:
-                    logger.bind(integration=integration_id).error("could not drop spooled events: {}", exc)
-            self._metrics.spool_size.set(self._spool.pending)
+        if self._disk is not None:
+            self._disk.drop_integrations({q.integration_id for q in gone})
         self._after_count_change()
         if dropped:
             self._metrics.events_dropped.labels("integration_gone").inc(dropped)
@@ -224,12 +222,13 @@ class Outbox(SpoolingMixin):
         self._state = "stopped"
         left = self._count
         lost = left
-        if left and self._spool is not None:
-            self._spool_everything()
+        if left and self._disk is not None:
+            self._count -= self._disk.spool_everything(self._queues.values())
             lost = self._count
             if not lost:
                 logger.info("outbox stopped: {} undelivered events kept in the spool for the next start", left)
-        self._flush_spool_garbage()
+        if self._disk is not None:
+            self._disk.flush_garbage()
         if lost:
             self._metrics.events_dropped.labels("shutdown").inc(lost)
             logger.warning("outbox stopped with {} undelivered events lost", lost)
@@ -320,7 +319,9 @@ class Outbox(SpoolingMixin):
     def _take(self, q: _Queue) -> _Pending | None:
         """The next event of a queue (still counted in memory while in flight)."""
         if not q.head and q.spooled:
-            self._refill(q)
+            # Load no further than where spilling starts, or the housekeeper writes it right back.
+            self._count += self._disk.refill(q, room=max(1, min(LOAD_BATCH, self._spill_high - self._count)))
+            self._after_count_change()
         elif not q.head and q.tail:  # cannot happen while the invariant holds; stay safe
             q.head, q.tail = q.tail, deque()
         return q.head.popleft() if q.head else None
@@ -376,22 +377,15 @@ class Outbox(SpoolingMixin):
         item = pending.item
         self._metrics.events_posted.labels(item.kind or "unknown", "dead_letter").inc()
         self._log(item).warning("event {} dead-lettered: {}", item.external_id, reason)
-        if self._spool is not None:
-            try:
-                self._spool.add_dead_letter(pending.row(), status=status, reason=reason, failed_at=self._clock())
-            except sqlite3.Error as exc:
-                self._log(item).error("could not store the dead letter: {}", exc)
+        if self._disk is not None:
+            self._disk.dead_letter(pending, status=status, reason=reason, failed_at=self._clock())
 
     def _finish(self, pending: _Pending, *, dropped_because_gone: bool) -> None:
         if dropped_because_gone:
             self._metrics.events_dropped.labels("integration_gone").inc()
         self._count -= 1  # retain_integrations() never subtracts the event in flight
-        if pending.in_spool and self._spool is not None:
-            try:
-                self._spool.delete([pending.seq])
-            except sqlite3.Error as exc:  # it will be posted again after a restart: dedupe makes that safe
-                self._log(pending.item).error("could not remove a delivered event from the spool: {}", exc)
-            self._metrics.spool_size.set(self._spool.pending)
+        if pending.in_spool and self._disk is not None:
+            self._disk.delivered(pending)
 
     def _release(self, q: _Queue) -> None:
         if q.gone:
@@ -430,10 +424,24 @@ class Outbox(SpoolingMixin):
             return False
         dropped = victim.head.popleft() if victim.head else victim.tail.popleft()
         if dropped.in_spool:
-            self._spool_garbage.append(dropped.seq)
+            self._disk.forget(dropped.seq)
         self._count -= 1
         self._count_overflow(1)
         return True
+
+    def _left_memory(self, n: int) -> None:
+        self._count -= n
+
+    def checkpoint(self) -> int:
+        """Make every event in memory durable (SpoolHalf.checkpoint); rows written, 0
+        without a spool. The watch engine calls it right before it persists its Stores,
+        so a crash (even SIGKILL) never leaves a Store ahead of the events it produced."""
+        if self._disk is None:
+            return 0
+        written, left = self._disk.checkpoint(self._queues.values())
+        self._count -= left
+        self._after_count_change()
+        return written
 
     def _count_overflow(self, n: int) -> None:
         self._metrics.events_dropped.labels("overflow").inc(n)
@@ -445,9 +453,12 @@ class Outbox(SpoolingMixin):
     def _housekeep_once(self) -> None:
         self._wake.wait(self._warn_interval)
         self._wake.clear()
-        if self._spool is not None and self._count > self._spill_high:
-            self._spill(self._spill_low)
-        self._flush_spool_garbage()
+        if self._disk is not None:
+            if self._count > self._spill_high:
+                self._disk.spill(self._queues, target=self._spill_low, in_memory=lambda: self._count,
+                                 moved=self._left_memory)
+                self._after_count_change()
+            self._disk.flush_garbage()
         now = self._clock()
         if now - self._last_report < self._warn_interval:
             return

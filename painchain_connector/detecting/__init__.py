@@ -23,15 +23,6 @@ from .workloads import WorkloadCompact
 
 Compact = PodCompact | WorkloadCompact | ServiceCompact | EventCompact
 
-RESOURCES: Mapping[str, str] = {
-    "pods": pods.KIND,
-    "deployments": deployments.KIND,
-    "services": services.KIND,
-    "statefulsets": STATEFULSETS.kind,
-    "daemonsets": DAEMONSETS.kind,
-    "events": events.KIND,
-}
-
 _MODULES = {
     "pods": pods,
     "deployments": deployments,
@@ -40,6 +31,8 @@ _MODULES = {
     "daemonsets": DAEMONSETS,
     "events": events,
 }
+# resource -> kind
+RESOURCES: Mapping[str, str] = {name: getattr(m, "KIND", None) or m.kind for name, m in _MODULES.items()}
 _PROJECT: dict[str, Callable[[Mapping[str, Any], float | None], Compact]] = {name: m.project for name, m in _MODULES.items()}
 _DETECT = {name: m.detect for name, m in _MODULES.items()}
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from ..model import Change, DetectContext
+from ..model import CLUSTER_SCOPE, Change, DetectContext
 
 MAX_EXTERNAL_ID = 254  # the backend's limit is 255
 MAX_MESSAGE = 4096  # characters of a free-text message kept in a compact
@@ -28,7 +28,6 @@ MAX_SUMMARY = 400  # characters of data["summary"], the one line a timeline show
 MAX_DATA_CHARS = 64 * 1024  # hard guard on json.dumps(data); the backend answers 413 at 100 KB
 TRUNCATED = "…(truncated)"
 TRUNCATED_LABELS_KEY = "…(truncated)"  # never a valid label key, so it cannot collide
-CLUSTER_SCOPE = "_cluster"
 
 intern = sys.intern
 

@@ -9,22 +9,25 @@ from datetime import datetime, timezone
 
 from marshmallow import Schema, fields, validate
 
-from ..model import Change, Outgoing, Route
+from ..model import CLUSTER_SCOPE, Change, Outgoing, Route
 
 CONNECTOR = "kubernetes"
-CLUSTER_SCOPE = "_cluster"
+
+
+def iso_utc(value: datetime) -> str:
+    """ISO-8601 in UTC with a `Z` suffix and millisecond precision: 2026-11-25T23:24:41.123Z
+    (the backend's format, for event timestamps and lastSync alike); naive means UTC."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    value = value.astimezone(timezone.utc)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
 class UtcTimestamp(fields.Field):
-    """ISO-8601 in UTC with a `Z` suffix and millisecond precision: 2026-11-25T23:24:41.123Z."""
+    """A datetime serialised by `iso_utc`."""
 
     def _serialize(self, value: datetime | None, attr, obj, **kwargs):
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
-        value = value.astimezone(timezone.utc)
-        return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+        return None if value is None else iso_utc(value)
 
 
 def _fields(kind: str, names: str, description: str) -> dict:

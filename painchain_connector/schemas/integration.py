@@ -20,7 +20,8 @@ from typing import Any, Mapping
 from ..egress import url_problem
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, validate, validates_schema
 
-RESOURCE_NAMES = ("pods", "deployments", "services", "statefulsets", "daemonsets", "events")
+from ..resources import RESOURCE_NAMES
+
 _NAMESPACE_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _LIST_SEPARATORS = re.compile(r"[\s,]+")
 
@@ -76,15 +77,12 @@ class Cluster:
 
 @dataclass(frozen=True)
 class Resources:
-    pods: bool = True
-    deployments: bool = True
-    services: bool = True
-    statefulsets: bool = True
-    daemonsets: bool = True
-    events: bool = True
+    """Which of RESOURCE_NAMES to watch: all but the switched-off ones."""
+
+    disabled: frozenset[str] = frozenset()
 
     def enabled(self) -> tuple[str, ...]:
-        return tuple(name for name in RESOURCE_NAMES if getattr(self, name))
+        return tuple(name for name in RESOURCE_NAMES if name not in self.disabled)
 
 
 @dataclass(frozen=True)
@@ -164,20 +162,18 @@ class ClusterSchema(Schema):
         return Cluster(**data)
 
 
-class ResourcesSchema(Schema):
+class _ResourcesBase(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    pods = fields.Boolean(load_default=True)
-    deployments = fields.Boolean(load_default=True)
-    services = fields.Boolean(load_default=True)
-    statefulsets = fields.Boolean(load_default=True)
-    daemonsets = fields.Boolean(load_default=True)
-    events = fields.Boolean(load_default=True)
-
     @post_load
     def _make(self, data: dict, **_kwargs) -> Resources:
-        return Resources(**data)
+        return Resources(frozenset(name for name, on in data.items() if not on))
+
+
+# One boolean per watched resource, absent = true.
+ResourcesSchema = _ResourcesBase.from_dict(
+    {name: fields.Boolean(load_default=True) for name in RESOURCE_NAMES}, name="ResourcesSchema")
 
 
 class _NamespaceList(fields.List):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from painchain_connector.metrics import Metrics
 from painchain_connector.model import Change, Route
 from painchain_connector.orchestration import WatchPool, wanted_watches
+from painchain_connector.resources import RESOURCE_NAMES
 from painchain_connector.schemas.integration import Integration, parse_integration
 from painchain_connector.watching import WatchTiming
 from tests.envtest.fixtures import wait_for
@@ -33,7 +34,7 @@ def make_integration(**kw) -> Integration:
 
 
 def only(*names: str) -> dict:
-    return {r: r in names for r in ("pods", "deployments", "services", "statefulsets", "daemonsets", "events")}
+    return {r: r in names for r in RESOURCE_NAMES}
 
 
 class Collector:

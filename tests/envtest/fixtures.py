@@ -194,7 +194,7 @@ def kubeconfig(control_plane, tmp_path):
 @pytest.fixture
 def proxy(control_plane):
     """A FaultyProxy in front of the apiserver: connect to proxy.url (TLS passes through
-    and verifies with control_plane.ca_file). cut_all(), cut_one(), stall()/unstall(),
+    and verifies with control_plane.ca_file). cut_all(), cut_one(), stall()/unstall(), hold_open()/release(),
     refuse(seconds)/resume(), latency(seconds); counters accepted, open_connections."""
     p = FaultyProxy(("127.0.0.1", control_plane.api_port)).start()
     yield p

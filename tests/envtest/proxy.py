@@ -3,7 +3,8 @@
 Bytes pass through untouched, so TLS is end to end: the client verifies the apiserver's
 own certificate (its SANs include 127.0.0.1, so `https://127.0.0.1:<proxy port>` verifies).
 Faults: cut every connection or the newest one, stall (sockets stay open, nothing is
-forwarded either way), refuse new connections for a while, add latency per chunk.
+forwarded either way), hold the open connections only (new ones flow: a wedged proxy or
+NAT entry), refuse new connections for a while, add latency per chunk.
 
 Greenlets: the listening StreamServer, and per connection one handler greenlet (the
 client→upstream pump) plus one upstream→client pump; all live in `self._greenlets`, a
@@ -31,11 +32,14 @@ class Connection:
         self.number, self.client, self.upstream = number, client, upstream
         self.closed = False
         self.bytes_up = self.bytes_down = 0
+        self.flowing = Event()
+        self.flowing.set()
 
     def close(self, *, reset: bool = False) -> None:
         if self.closed:
             return
         self.closed = True
+        self.flowing.set()  # a held pump wakes up, sees `closed` and ends
         for sock in (self.client, self.upstream):
             try:
                 if reset:  # RST instead of FIN: the peer sees ECONNRESET
@@ -73,6 +77,7 @@ class FaultyProxy:
     def close(self) -> None:
         self._server.stop(timeout=0)
         self._flowing.set()
+        self.release()
         self.cut_all()
         if self._resume_timer:
             self._resume_timer.kill()
@@ -113,6 +118,19 @@ class FaultyProxy:
 
     def unstall(self) -> None:
         self._flowing.set()
+
+    def hold_open(self) -> int:
+        """Keeps the connections open NOW but forwards nothing on them, either way, until
+        release(); connections made later flow. Returns how many are held."""
+        conns = [c for c in self._connections.values() if not c.closed]
+        for c in conns:
+            c.flowing.clear()
+        return len(conns)
+
+    def release(self) -> None:
+        """Ends hold_open()."""
+        for c in self._connections.values():
+            c.flowing.set()
 
     def refuse(self, seconds: float | None = None) -> None:
         """New connections are closed at once, for `seconds` or until resume()."""
@@ -157,10 +175,12 @@ class FaultyProxy:
         try:
             while not conn.closed:
                 self._flowing.wait()
+                conn.flowing.wait()
                 data = src.recv(CHUNK)
                 if not data:
                     break
                 self._flowing.wait()   # a stall that began while we waited for data
+                conn.flowing.wait()
                 if self._latency:
                     gevent.sleep(self._latency)
                 if conn.closed:

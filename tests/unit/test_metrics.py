@@ -1,0 +1,14 @@
+"""What /metrics exports."""
+from prometheus_client.exposition import generate_latest
+
+from painchain_connector.metrics import Metrics
+
+
+def test_metrics_export_no_created_series_beside_counters_and_histograms():
+    metrics = Metrics()
+    metrics.watch_restarts.labels("pods", "cut").inc()
+    metrics.post_latency.observe(0.1)
+    text = generate_latest(metrics.registry).decode()
+    assert 'painchain_watch_restarts_total{reason="cut",resource="pods"} 1.0' in text
+    assert "painchain_post_seconds_count 1.0" in text
+    assert "_created" not in text
