@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import datetime, timezone
 from http.cookiejar import DefaultCookiePolicy
 from typing import Any
 from urllib.parse import quote

@@ -12,8 +12,6 @@ from tests.envtest.fixtures import *  # noqa: E402,F401,F403 - control plane fix
 
 import pytest  # noqa: E402
 
-from loguru import logger  # noqa: E402
-
 from tests.fakebackend import FakeBackend  # noqa: E402
 
 
@@ -35,14 +33,3 @@ def backend():
     """A fake PainChain backend on a loopback port (tests/fakebackend.py), stopped afterwards."""
     with FakeBackend() as fake:
         yield fake
-
-
-@pytest.fixture
-def logs():
-    """Every record the connector logs during the test (raw, before the redacting sink)."""
-    records = []
-    logger.enable("painchain_connector")
-    handler = logger.add(lambda message: records.append(message.record), level="DEBUG")
-    yield records
-    logger.remove(handler)
-    logger.disable("painchain_connector")

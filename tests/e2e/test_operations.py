@@ -41,7 +41,7 @@ def test_readyz_is_503_until_listed_then_stays_200_when_a_tenants_cluster_become
     try:
         # (a 503 Response is falsy: wait on its JSON body)
         listing = wait_for(lambda: (r := http.get(f"{url}/readyz", timeout=5)).status_code == 503
-                           and r.json().get("registered") and r.json(), timeout=15)
+                           and r.json().get("integrations_fetched") and r.json(), timeout=15)
         assert listing["reasons"] == ["1 watch(es) still on their first list"]
         assert http.get(f"{url}/healthz", timeout=5).status_code == 200
         proxy.unstall()
