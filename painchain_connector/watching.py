@@ -92,6 +92,8 @@ class Reflector:
         sleep: Callable[[float], None],
         wallclock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
         rng: random.Random | None = None,
+        project: Callable[..., Any] = detecting.project,  # filtering.Gate's, to apply a tenant's filters
+        detect: Callable[..., Any] = detecting.detect,
     ) -> None:
         self.key = key
         self.lw = lister_watcher
@@ -111,8 +113,8 @@ class Reflector:
         metrics.watches.labels("starting").inc()
         self.last_error: str | None = None
         self.log = logger.bind(**key.log_context())
-        self._project = detecting.project
-        self._detect = detecting.detect
+        self._project = project
+        self._detect = detect
         self._observed: dict[str, Any] = {}
         self._ctx_second = -1
         self._seen = 0  # watch events received (bookmarks included)
