@@ -15,6 +15,8 @@ import orjson
 from ..model import Change, DetectContext
 from . import specdiff
 from .common import (
+    MAX_LABELS,
+    TRUNCATED_LABELS_KEY,
     clip,
     external_id,
     happened,
@@ -25,8 +27,6 @@ from .common import (
     make_change,
     meta_strings,
     old_new,
-    project_labels,
-    share_items,
 )
 
 
@@ -53,17 +53,29 @@ class WorkloadCompact(NamedTuple):
     spec_time: str | None  # newest non-status managedFields time: when the spec was written
     replicas: int | None  # spec.replicas (None for DaemonSets)
     status: tuple  # kind-specific counts, named in each kind's module
-    images: tuple  # ((container, image), ...), init containers included
     strategy: str
     fingerprint: bytes  # digest of the spec without replicas
-    labels: tuple
     observed_generation: int = 0
     progressing: tuple | None = None  # Deployments: (status, reason, lastTransitionTime, lastUpdateTime)
     done_generation: int = 0  # Deployments: generation whose rollout outcome is already known
     seen_at: float | None = None  # epoch seconds when the connector first saw this version
-    # specdiff.flatten of the spec: (path, value, ...); None when projected by a version
-    # that did not keep it (a persisted state from before): then no diff is guessed.
-    spec: tuple | None = None
+    # specdiff.pack of the images, labels and flattened spec: read only to report a change.
+    # None when projected by a version that did not keep it (a persisted state from
+    # before): then no diff is guessed.
+    cold: bytes | None = None
+
+    @property
+    def images(self) -> tuple:
+        """((container, image), ...), init containers included."""
+        return specdiff.unpack(self.cold)[0]
+
+    @property
+    def labels(self) -> tuple:
+        return specdiff.unpack(self.cold)[1]
+
+    @property
+    def spec(self) -> tuple | None:
+        return specdiff.unpack(self.cold)[2]
 
 
 def strategy_summary(strategy: Mapping[str, Any] | None) -> str:
@@ -86,7 +98,7 @@ def project_workload(
     pod_spec = (spec.get("template") or {}).get("spec") or {}
     # App containers first: data["image"] is the first one's, and an init container's rarely matters.
     containers = list(pod_spec.get("containers") or ()) + list(pod_spec.get("initContainers") or ())
-    images = share_items(tuple((istr(c.get("name")), istr(c.get("image"))) for c in containers))
+    images = tuple((istr(c.get("name")), istr(c.get("image"))) for c in containers)
     rest = {key: value for key, value in spec.items() if key != "replicas"}
     digest = hashlib.blake2b(orjson.dumps(rest, option=orjson.OPT_SORT_KEYS), digest_size=8).digest()
     strategy_words = strategy_summary(strategy)
@@ -101,21 +113,33 @@ def project_workload(
         spec_time=newest_spec_write(meta),
         replicas=spec.get("replicas", 1) if scalable else None,  # the apiserver defaults it to 1
         status=status,
-        images=images,
         strategy=strategy_words,
         fingerprint=digest,
-        labels=project_labels(meta.get("labels")),
         seen_at=seen_at,
-        spec=specdiff.flatten(spec, uid=uid, strategy_key=strategy_key, strategy=strategy_words),
+        cold=specdiff.pack(images=images, labels=_flat_labels(meta.get("labels")),
+                           spec=specdiff.flatten(spec, uid=uid, strategy_key=strategy_key, strategy=strategy_words)),
         **extra,
     )
 
 
+def _flat_labels(labels: Mapping[str, Any] | None) -> tuple:
+    """(k1, v1, ...) of at most MAX_LABELS entries, unshared: a workload's labels are packed
+    with its spec, so the label tables shared between pods would only hold a copy."""
+    flat: list = []
+    for index, (key, value) in enumerate((labels or {}).items()):
+        if index == MAX_LABELS:
+            flat += (TRUNCATED_LABELS_KEY, f"{len(labels) - MAX_LABELS} more")
+            break
+        flat += (str(key), str(value))
+    return tuple(flat)
+
+
 def spec_changes_list(old: WorkloadCompact, new: WorkloadCompact) -> list[dict[str, Any]] | None:
     """What an Updated event lists as changed; None when `old` kept no spec to compare."""
-    if old.spec is None or new.spec is None:
+    before, after = old.spec, new.spec
+    if before is None or after is None:
         return None
-    found = specdiff.diff(old.spec, new.spec)
+    found = specdiff.diff(before, after)
     if new.replicas is not None and old.replicas != new.replicas:
         found.insert(0, {"path": "replicas", "change": "changed", **old_new(old.replicas, new.replicas)})
     if not found and old.fingerprint != new.fingerprint:
@@ -134,19 +158,21 @@ def workload_data(d: WorkloadCompact, counts: Mapping[str, int]) -> dict[str, An
     if d.replicas is not None:
         data["replicas"] = d.replicas
     data.update(counts)
-    if d.images:
-        data["image"] = d.images[0][1]
+    images, labels, _ = specdiff.unpack(d.cold)
+    if images:
+        data["image"] = images[0][1]
     data["generation"] = d.generation
     data["strategy"] = d.strategy
-    listed(images_data(d.images), data, "images", lambda i: f"{i['container']}={i['image']}")
-    data["labels"] = labels_dict(d.labels)
+    listed(images_data(images), data, "images", lambda i: f"{i['container']}={i['image']}")
+    data["labels"] = labels_dict(labels)
     return data
 
 
 def describe(d: WorkloadCompact) -> str:
     """'3 replicas of registry.example/app:1.0' (the words after "created: ")."""
-    image = d.images[0][1] if d.images else "no image"
-    more = f" (+{len(d.images) - 1} more containers)" if len(d.images) > 1 else ""
+    images = d.images
+    image = images[0][1] if images else "no image"
+    more = f" (+{len(images) - 1} more containers)" if len(images) > 1 else ""
     replicas = "" if d.replicas is None else f"{d.replicas} replica{'' if d.replicas == 1 else 's'} of "
     return replicas + image + more
 

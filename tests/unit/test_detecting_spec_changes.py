@@ -148,7 +148,7 @@ def test_the_list_of_changes_is_bounded_with_a_marker_and_the_title_counts_the_r
 
 
 def test_a_state_kept_by_an_older_version_reports_spec_changed_without_guessing():
-    old = project("deployments", deployment())._replace(spec=None)
+    old = project("deployments", deployment())._replace(cold=None)
     new = project("deployments", deployment(generation=2, image="example.com/web:2", rv="101"))
     changes, _ = detect("deployments", old, new, deleted=False, ctx=CTX)
     changes = [c for c in changes if c.reason == "Updated"]
