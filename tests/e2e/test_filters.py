@@ -134,3 +134,31 @@ def test_filters_changed_on_the_backend_apply_at_the_next_resync_restarting_only
             "tenant-a")
     finally:
         connector.stop(timeout=2)
+
+
+def test_without_list_namespaces_one_line_says_so_and_object_annotations_still_count(
+        control_plane, kube, namespace, restricted_token):
+    import io
+
+    from painchain_connector.logs import configure_logging, reset_logging
+
+    token = restricted_token(namespaces=[namespace], resources=["services"])
+    sink = io.StringIO()
+    configure_logging(level="DEBUG", fmt="json", sink=sink)
+    doc = integration_doc(server=control_plane.server, token=token, ca_b64=control_plane.ca_b64,
+                          namespaces=[namespace], resources=only("services"))
+    result = parse_integration(doc)
+    collector = Collector()
+    pool, _ = start_pool([result.integration], collector=collector)
+    try:
+        wait_watching(pool)
+        wait_for(lambda: "cannot list namespaces" in sink.getvalue(), timeout=20, message="the one line")
+        quiet = make_service("quiet")
+        quiet["metadata"]["annotations"] = IGNORE
+        kube.create("services", namespace, quiet)
+        assert settled(kube, namespace, collector, "services") == []
+    finally:
+        pool.stop_all()
+        reset_logging()
+    lines = [line for line in sink.getvalue().splitlines() if "cannot list namespaces" in line]
+    assert len(lines) == 1 and "painchain.io/ignore annotation is honoured on objects only" in lines[0]
