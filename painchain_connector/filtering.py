@@ -96,7 +96,9 @@ class Gate:
     """One watch's `project` and `detect`: detection's, plus the opt-outs and filters."""
 
     def __init__(self, *, integration_id: str, resource: str, filters: FilterBook, notes: ClusterNotes,
-                 still_exists: Callable[[Any], bool] | None = None) -> None:
+                 still_exists: Callable[[Any], bool] | None = None,
+                 counted: Callable[[str, int], None] | None = None) -> None:
+        self.counted = counted  # (reason, how many changes) -> metrics
         self.integration_id = integration_id
         self.resource = resource
         self.kind = RESOURCE_TYPES[resource].kind
@@ -123,20 +125,30 @@ class Gate:
     def detect(self, resource: str, old, new, *, deleted: bool, ctx: DetectContext) -> tuple[list[Change], Any]:
         changes, state = detecting.detect(resource, old, new, deleted=deleted, ctx=ctx)
         last = new if new is not None else old
-        if changes and last is not None and self._left_out(last):
-            changes = []
+        if changes and last is not None:
+            why = self._left_out(last)
+            if why is None and deleted and self.still_exists is not None and self.still_exists(last):
+                why = "left_selector"  # it stopped matching the label selector: not a deletion
+            if why is not None:
+                if self.counted is not None:
+                    self.counted(why, len(changes))
+                changes = []
         if deleted and last is not None:
-            if changes and self.still_exists is not None and self.still_exists(last):
-                changes = []  # it stopped matching the label selector: not a deletion
             self.ignored.discard(last.uid)
             if resource != "events":
                 self.notes.note_object(self.kind, last.namespace, last.name, False)
         return changes, state
 
-    def _left_out(self, compact) -> bool:
+    def _left_out(self, compact) -> str | None:
+        """Why this object's changes are left out (a metrics reason), or None."""
         namespace = compact.namespace
-        return (compact.uid in self.ignored or namespace in self.notes.ignored_namespaces
-                or self.filters.get(self.integration_id).excludes(namespace))
+        if compact.uid in self.ignored:
+            return "annotation"
+        if namespace in self.notes.ignored_namespaces:
+            return "namespace_annotation"
+        if self.filters.get(self.integration_id).excludes(namespace):
+            return "excluded_namespace"
+        return None
 
 
 def exists_checker(api, *, resource: str, connect_timeout: float) -> Callable[[Any], bool]:

@@ -257,7 +257,8 @@ class WatchPool:
         gate = Gate(integration_id=key.integration_id, resource=key.resource, filters=self.filters,
                     notes=self.notes.acquire(spec.cluster, api),
                     still_exists=exists_checker(api, resource=key.resource, connect_timeout=self.clients.connect_timeout)
-                    if spec.label_selector else None)
+                    if spec.label_selector else None,
+                    counted=lambda reason, n: self.metrics.changes_filtered.labels(reason).inc(n))
         reflector = Reflector(
             key=key,
             lister_watcher=ListerWatcher(

@@ -92,13 +92,15 @@ def test_an_annotated_object_reports_nothing_while_its_neighbour_does():
 
 
 def test_an_exclusion_applies_to_the_next_change_without_a_new_gate():
-    gate, book = _gate()
+    counted = []
+    gate, book = _gate(counted=lambda reason, n: counted.append((reason, n)))
     image = dict(generation=2, image="example.com/web:2", rv="101")
     assert _update(gate, deployment(), deployment(**image)) != []
     book.update({"int-1": Filters(exclude_namespaces=("sh*",))})
     assert _update(gate, deployment(), deployment(**image)) == []
     book.update({"other": Filters(exclude_namespaces=("shop",))})  # another integration's filter
     assert _update(gate, deployment(), deployment(**image)) != []
+    assert counted == [("excluded_namespace", 2)]  # the Updated and its Rollout Complete, counted for the operator
 
 
 def test_an_annotated_namespace_silences_its_objects():
