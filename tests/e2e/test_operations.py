@@ -146,5 +146,4 @@ def test_deploy_manifests_are_accepted_by_the_apiserver(kube):
     granted = {(r, v) for rule in role["rules"] for r in rule["resources"] for v in rule["verbs"]}
     wanted = {(r, v) for r in ("pods", "services", "events", "deployments", "statefulsets", "daemonsets")
               for v in ("get", "list", "watch")}
-    wanted |= {("namespaces", "list"), ("namespaces", "watch")}  # only for their painchain.io/ignore annotation
     assert granted == wanted  # least privilege: exactly these
