@@ -106,24 +106,34 @@ class Gate:
         self.notes = notes
         self.still_exists = still_exists  # set when a label selector can hide an object
         self.ignored: set[str] = set()  # uids of this watch's objects that opt out
+        self._project, self._detect = detecting.project, detecting.detect
 
+    # Both run for every watch event (pods: the hot path): the common case, no opt-out
+    # anywhere, costs two dict lookups and no call.
     def project(self, resource: str, obj: dict, seen_at: float | None = None):
-        compact = detecting.project(resource, obj, seen_at)
+        compact = self._project(resource, obj, seen_at)
+        notes = self.notes
         if resource == "events":
-            involved = obj.get("involvedObject") or {}
-            ignored = (involved.get("kind"), involved.get("namespace") or "", involved.get("name")) \
-                in self.notes.ignored_objects
+            ignored = bool(notes.ignored_objects) and self._involved(obj) in notes.ignored_objects
         else:
-            ignored = annotated(obj)
-            self.notes.note_object(self.kind, compact.namespace, compact.name, ignored)
+            ignored = bool((obj.get("metadata") or {}).get("annotations")) and annotated(obj)
+            if ignored or notes.ignored_objects:
+                notes.note_object(self.kind, compact.namespace, compact.name, ignored)
         if ignored:
             self.ignored.add(compact.uid)
         elif self.ignored:
             self.ignored.discard(compact.uid)
         return compact
 
+    @staticmethod
+    def _involved(obj: dict) -> tuple:
+        involved = obj.get("involvedObject") or {}
+        return involved.get("kind"), involved.get("namespace") or "", involved.get("name")
+
     def detect(self, resource: str, old, new, *, deleted: bool, ctx: DetectContext) -> tuple[list[Change], Any]:
-        changes, state = detecting.detect(resource, old, new, deleted=deleted, ctx=ctx)
+        changes, state = self._detect(resource, old, new, deleted=deleted, ctx=ctx)
+        if not changes and not deleted:
+            return changes, state
         last = new if new is not None else old
         if changes and last is not None:
             why = self._left_out(last)
