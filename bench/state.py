@@ -70,3 +70,98 @@ def _measure(lines: list[bytes]) -> dict:
     return {"pods": n, "bytes_per_pod": per_pod, "raw_dict_bytes_per_pod": raw_per_pod,
             "ratio_to_raw": per_pod / raw_per_pod, "json_bytes_per_pod": sum(map(len, lines)) / len(lines),
             "pickled_bytes_per_pod": pickled / n}
+
+
+# -- workloads (issue 19): what the spec kept for Updated diffs costs ---------------------
+
+
+def _deployment(i: int, rng) -> dict:
+    """A typical Deployment: an app container (a sidecar in a third of them), env from
+    literals and secrets, requests/limits, two probes, ports, configMap/secret volumes."""
+    app = f"app-{i}"
+
+    def container(name, image, env):
+        return {
+            "name": name, "image": f"registry.example/team-{i % 12}/{image}:{rng.randint(1, 40)}.{rng.randint(0, 9)}",
+            "imagePullPolicy": "IfNotPresent",
+            "env": [{"name": f"VAR_{n}", "value": f"value-{rng.randint(0, 10**6)}"} for n in range(env)]
+            + [{"name": "DB_PASSWORD", "valueFrom": {"secretKeyRef": {"name": f"{app}-db", "key": "password"}}}],
+            "resources": {"requests": {"cpu": f"{rng.choice((100, 250, 500))}m", "memory": "256Mi"},
+                          "limits": {"cpu": "1", "memory": f"{rng.choice((256, 512, 1024))}Mi"}},
+            "ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"}],
+            "livenessProbe": {"httpGet": {"path": "/healthz", "port": 8080, "scheme": "HTTP"}, "periodSeconds": 10,
+                              "timeoutSeconds": 1, "successThreshold": 1, "failureThreshold": 3},
+            "readinessProbe": {"httpGet": {"path": "/ready", "port": 8080, "scheme": "HTTP"}, "periodSeconds": 5,
+                               "timeoutSeconds": 1, "successThreshold": 1, "failureThreshold": 3},
+            "volumeMounts": [{"name": "config", "mountPath": "/etc/app"}, {"name": "creds", "mountPath": "/etc/creds",
+                                                                          "readOnly": True}],
+            "terminationMessagePath": "/dev/termination-log", "terminationMessagePolicy": "File",
+        }
+
+    containers = [container("main", app, rng.randint(4, 10))]
+    if i % 3 == 0:
+        containers.append(container("proxy", "envoy", 2))
+    labels = {"app": app, "team": f"team-{i % 12}", "tier": rng.choice(("web", "api", "worker"))}
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": app, "namespace": f"ns-{i % 5}", "uid": f"{i:08d}-1111-2222-3333-444455556666",
+                     "resourceVersion": str(1000 + i), "generation": 3, "creationTimestamp": "2024-05-01T10:00:00Z",
+                     "labels": labels, "annotations": {"deployment.kubernetes.io/revision": "3"},
+                     "managedFields": [{"manager": "kubectl", "operation": "Update", "apiVersion": "apps/v1",
+                                        "time": "2024-05-01T10:00:00Z", "fieldsType": "FieldsV1", "fieldsV1": {}}]},
+        "spec": {
+            "replicas": rng.randint(1, 6), "selector": {"matchLabels": {"app": app}},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}},
+            "revisionHistoryLimit": 10, "progressDeadlineSeconds": 600,
+            "template": {
+                "metadata": {"labels": labels, "annotations": {"checksum/config": f"{rng.getrandbits(128):032x}"}},
+                "spec": {"containers": containers, "restartPolicy": "Always", "terminationGracePeriodSeconds": 30,
+                         "dnsPolicy": "ClusterFirst", "serviceAccountName": app, "schedulerName": "default-scheduler",
+                         "securityContext": {"runAsNonRoot": True},
+                         "volumes": [{"name": "config", "configMap": {"name": f"{app}-config", "defaultMode": 420}},
+                                     {"name": "creds", "secret": {"secretName": f"{app}-creds", "defaultMode": 420}}]},
+            },
+        },
+        "status": {"observedGeneration": 3, "replicas": 3, "updatedReplicas": 3, "readyReplicas": 3,
+                   "availableReplicas": 3, "conditions": [
+                       {"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable",
+                        "lastUpdateTime": "2024-05-01T10:01:00Z", "lastTransitionTime": "2024-05-01T10:01:00Z"},
+                       {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable",
+                        "lastUpdateTime": "2024-05-01T10:01:00Z", "lastTransitionTime": "2024-05-01T10:00:00Z"}]},
+    }
+
+
+def bench_workloads(*, workloads: int = 2_000) -> dict:
+    """Bytes per Deployment in the Store, and without its packed images, labels and spec."""
+    import random
+
+    rng = random.Random(19)
+    lines = [dumps(_deployment(i, rng)) for i in range(workloads)]
+    common.share_labels.clear()
+    common.share_items.clear()
+
+    def compact_store(keep_spec: bool):
+        store = {}
+        for line in lines:
+            compact = detecting.project("deployments", loads(line))
+            store[compact.uid] = compact if keep_spec else compact._replace(cold=None)
+        return store
+
+    store, with_spec = _traced(lambda: compact_store(True))
+    pickled = len(pickle.dumps(store, protocol=pickle.HIGHEST_PROTOCOL))
+    from painchain_connector.detecting.specdiff import unpack
+
+    entries = sum(len(unpack(c.cold)[2]) // 2 for c in store.values())
+    cold = sum(len(c.cold) for c in store.values())
+    del store
+    common.share_labels.clear()
+    common.share_items.clear()
+    store, without_spec = _traced(lambda: compact_store(False))
+    del store
+    raw, raw_bytes = _traced(lambda: {loads(line)["metadata"]["uid"]: loads(line) for line in lines})
+    del raw
+    n = len(lines)
+    return {"workloads": n, "bytes_per_workload": with_spec / n, "bytes_without_spec": without_spec / n,
+            "raw_dict_bytes_per_workload": raw_bytes / n, "ratio_to_raw": with_spec / raw_bytes,
+            "paths_per_workload": entries / n, "packed_bytes_per_workload": cold / n, "pickled_bytes_per_workload": pickled / n,
+            "json_bytes_per_workload": sum(map(len, lines)) / n}

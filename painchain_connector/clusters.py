@@ -201,13 +201,16 @@ class ListerWatcher:
     """Raw list and watch of one collection path through one ApiClient, within `limits`."""
 
     def __init__(self, api: k8s.ApiClient, *, path: str, connect_timeout: float,
-                 limits: ReadLimits = ReadLimits()) -> None:
+                 limits: ReadLimits = ReadLimits(), label_selector: str = "") -> None:
         self._api = api
         self._path = path
         self._connect_timeout = connect_timeout
         self.limits = limits
+        self._label_selector = label_selector  # applied by the apiserver to every list and watch
 
     def _get(self, query: list[tuple[str, str]], read_timeout: float):
+        if self._label_selector:
+            query = [*query, ("labelSelector", self._label_selector)]
         method, url, headers, body, post = self._api.param_serialize(
             method="GET",
             resource_path=self._path,

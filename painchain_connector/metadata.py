@@ -50,6 +50,16 @@ METADATA: dict = {
             {"key": "resources", "label": "Resources", "type": "textarea", "placeholder": RESOURCES_PLACEHOLDER,
              "required": False, "help": 'A JSON object: set a resource to false to stop watching it, e.g. '
              '{"events": false}. A missing key, or a blank field, means true.'},
+            {"key": "excludeNamespaces", "label": "Exclude namespaces", "type": "text",
+             "placeholder": "kube-system, *-test", "required": False,
+             "help": "Namespaces to leave out, separated by commas or spaces; shell-style patterns work "
+             "(kube-*, *-test). Blank leaves nothing out. Takes effect at the next sync, no restart."},
+            {"key": "labelSelector", "label": "Label selector", "type": "text",
+             "placeholder": "app.kubernetes.io/part-of=shop", "required": False,
+             "help": "Only objects whose labels match, as kubectl -l takes it (e.g. tier=backend,env!=test or "
+             "team in (a,b)). Applied by the cluster to every list and watch; Events follow their object. "
+             'Blank watches everything. Any object or namespace annotated painchain.io/ignore: "true" is '
+             "always left out."},
         ]
     },
 }

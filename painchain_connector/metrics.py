@@ -59,6 +59,13 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.changes_filtered = Counter(
+            "painchain_changes_filtered_total",
+            "Detected changes a tenant's filters left out, by reason (annotation, namespace_annotation, "
+            "excluded_namespace, left_selector)",
+            ["reason"],
+            registry=r,
+        )
         self.outbox_depth = Gauge("painchain_outbox_depth", "Events waiting in memory for delivery", registry=r)
         self.spool_size = Gauge("painchain_spool_events", "Events waiting in the on-disk spool", registry=r)
         self.post_latency = Histogram(

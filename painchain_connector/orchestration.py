@@ -25,6 +25,7 @@ from ._log import logger
 
 from . import persisting
 from .clusters import ApiError, ListerWatcher, ReadLimits, build_api_client, check_connection
+from .filtering import ClusterNotesBook, FilterBook, Filters, Gate, exists_checker
 from .logs import redact
 from .metrics import Metrics
 from .model import ALL_NAMESPACES, Route, WatchKey
@@ -40,22 +41,31 @@ class WatchSpec:
     cluster: Cluster
     route: Route
     fingerprint: str  # everything that, when changed, requires a restart
+    filters: Filters = Filters()  # applied live: a change restarts nothing
+    label_selector: str = ""  # sent with list and watch: part of the fingerprint
 
 
 def wanted_watches(integrations: Iterable[Integration]) -> dict[WatchKey, WatchSpec]:
-    """Every (integration, cluster, resource, namespace) that should be watched."""
+    """Every (integration, cluster, resource, namespace) that should be watched.
+    Excluded namespaces of a namespace list are not watched; a label selector goes to
+    every watch but the Events one (Events carry no labels of their object)."""
     wanted: dict[WatchKey, WatchSpec] = {}
     for integ in integrations:
         if not integ.active:
             continue
-        namespaces = integ.namespaces or (ALL_NAMESPACES,)
+        filters = Filters(integ.exclude_namespaces, integ.label_selector)
+        namespaces = tuple(n for n in integ.namespaces if not filters.excludes(n)) or (
+            () if integ.namespaces else (ALL_NAMESPACES,))
         for cluster in integ.clusters:
             route = Route(integration_id=integ.id, tenant_id=integ.tenant_id, cluster=cluster.name, tags=integ.tags)
             digest = hashlib.sha256(repr((cluster.credential_fingerprint, route)).encode()).hexdigest()[:16]
             for resource in integ.resources.enabled():
+                selector = integ.label_selector if resource != "events" else ""
+                fingerprint = f"{digest}:{hashlib.sha256(selector.encode()).hexdigest()[:16]}" if selector else digest
                 for namespace in namespaces:
                     key = WatchKey(integ.id, cluster.name, resource, namespace)
-                    wanted[key] = WatchSpec(key=key, cluster=cluster, route=route, fingerprint=digest)
+                    wanted[key] = WatchSpec(key=key, cluster=cluster, route=route, fingerprint=fingerprint,
+                                            filters=filters, label_selector=selector)
     return wanted
 
 
@@ -80,7 +90,10 @@ def state_key(spec: WatchSpec) -> str:
     """Persisted-state key: the WatchKey plus which API server it is (a renamed server
     must not be diffed against another cluster's objects)."""
     where = spec.cluster.server or spec.cluster.context or "in-cluster"
-    return f"{spec.key}@{where}"
+    # Another label selector sees other objects: its Store must not be diffed against this
+    # one's (those that left or entered the selection would be reported deleted or created).
+    selected = f"?{hashlib.sha256(spec.label_selector.encode()).hexdigest()[:16]}" if spec.label_selector else ""
+    return f"{spec.key}@{where}{selected}"
 
 
 class ClientCache:
@@ -165,6 +178,7 @@ class WatchPool:
         clock: Callable[[], float] = time.monotonic,
         stop_timeout: float = 5.0,
         probe: ProbeSettings | None = ProbeSettings(),
+        watch_namespaces: bool = True,
     ) -> None:
         self.make_emit = make_emit
         self.stop_timeout = stop_timeout
@@ -174,6 +188,8 @@ class WatchPool:
         self.limits = limits
         self.clock = clock
         self.clients = ClientCache(connect_timeout=connect_timeout, spawn_check=self._spawn_check, egress=egress)
+        self.filters = FilterBook()  # exclusions, read live by every watch's Gate
+        self.notes = ClusterNotesBook(connect_timeout=connect_timeout, watch_namespaces=watch_namespaces)
         # The Stores of stopped watches, kept for `state_retention` seconds: an integration
         # that comes back (re-activated, a typo fixed) relists and diffs instead of
         # re-baselining, so what changed while it was stopped is still reported.
@@ -217,6 +233,7 @@ class WatchPool:
         back relists and diffs), except those of `drop_state`: integrations handed over to
         another live replica, which reports them from now on."""
         counts = {"stopped": 0, "restarted": 0, "started": 0, "unchanged": 0, "failed": 0}
+        self.filters.update({spec.key.integration_id: spec.filters for spec in wanted.values()})
         for key in [k for k in self.running if k not in wanted]:
             if key.integration_id in drop_state:
                 spec = self.running[key].spec
@@ -304,12 +321,20 @@ class WatchPool:
         if handover is None and parked is not None:
             handover = (parked[0], None)  # rv None: relist and diff against what it knew
         store, rv = handover if handover else self._load_state(spec)
+        gate = Gate(integration_id=key.integration_id, resource=key.resource, filters=self.filters,
+                    notes=self.notes.acquire(spec.cluster, api),
+                    still_exists=exists_checker(api, resource=key.resource, connect_timeout=self.clients.connect_timeout)
+                    if spec.label_selector else None,
+                    counted=lambda reason, n: self.metrics.changes_filtered.labels(reason).inc(n))
         reflector = Reflector(
             key=key,
             lister_watcher=ListerWatcher(
                 api, path=RESOURCE_TYPES[key.resource].path(key.namespace),
                 connect_timeout=self.clients.connect_timeout, limits=self.limits,
+                label_selector=spec.label_selector,
             ),
+            project=gate.project,
+            detect=gate.detect,
             emit=self.make_emit(spec.route),
             timing=self.timing,
             metrics=self.metrics,
@@ -389,6 +414,7 @@ class WatchPool:
         if not running.greenlet.dead:
             logger.bind(**key.log_context()).error("watch {} did not stop within {} s", key, self.stop_timeout)
         running.reflector.close()
+        self.notes.release(running.spec.cluster)
         self.clients.release(running.spec.cluster, integration_id=key.integration_id)
         return running.greenlet.dead
 

@@ -112,6 +112,8 @@ class Reflector:
         wallclock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
+        project: Callable[..., Any] = detecting.project,  # filtering.Gate's, to apply a tenant's filters
+        detect: Callable[..., Any] = detecting.detect,
     ) -> None:
         self.key = key
         self.lw = lister_watcher
@@ -132,8 +134,8 @@ class Reflector:
         metrics.watches.labels("starting").inc()
         self.last_error: str | None = None
         self.log = logger.bind(**key.log_context())
-        self._project = detecting.project
-        self._detect = detecting.detect
+        self._project = project
+        self._detect = detect
         self._observed: dict[str, Any] = {}
         self._ctx_second = -1
         self._seen = 0  # watch events received (bookmarks included)

@@ -82,9 +82,8 @@ def detect(
     else:
         changes += spec_changes(KIND, old, new, ctx, _data(new))
         done = old.done_generation
-        pure_scale = old.replicas != new.replicas and old.fingerprint == new.fingerprint
-        if pure_scale and new.generation > old.generation and done >= old.generation:
-            done = new.generation  # scaling starts no rollout: nothing to complete
+        if old.fingerprint == new.fingerprint and new.generation > old.generation and done >= old.generation:
+            done = new.generation  # scaling (or an annotation of the object) starts no rollout
     if _stuck(new) and not _stuck(old):
         changes.append(_outcome(old, new, ctx, "RolloutStuck", "Rollout Stuck", new.progressing[2]))
     if _complete(new) and done < new.generation:

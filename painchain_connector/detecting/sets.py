@@ -25,6 +25,7 @@ class SetKind(NamedTuple):
             scalable=self.scalable,
             status=tuple(status.get(name) or 0 for name in self.counts),
             strategy=(obj.get("spec") or {}).get("updateStrategy"),
+            strategy_key="updateStrategy",
             seen_at=seen_at,
         )
 

@@ -1,5 +1,6 @@
 """The workload spec shared by Deployments, StatefulSets and DaemonSets: their compact,
 and the Scaled / Updated rules (a spec change, told apart from status churn by generation).
+An Updated event says exactly what changed (`data.changes`, built by specdiff.py).
 
 Pure, like every detection module: time comes from the objects or from their `seen_at`.
 """
@@ -12,8 +13,11 @@ from typing import Any, NamedTuple
 import orjson
 
 from ..model import Change, DetectContext
+from . import specdiff
 from .common import (
-    MAX_ITEMS,
+    MAX_LABELS,
+    TRUNCATED_LABELS_KEY,
+    clip,
     external_id,
     happened,
     istr,
@@ -23,8 +27,6 @@ from .common import (
     make_change,
     meta_strings,
     old_new,
-    project_labels,
-    share_items,
 )
 
 
@@ -51,17 +53,29 @@ class WorkloadCompact(NamedTuple):
     spec_time: str | None  # newest non-status managedFields time: when the spec was written
     replicas: int | None  # spec.replicas (None for DaemonSets)
     status: tuple  # kind-specific counts, named in each kind's module
-    images: tuple  # ((container, image), ...), init containers included
     strategy: str
-    template_labels: tuple
-    env_count: int
-    restarted_at: str | None  # template annotation written by `kubectl rollout restart`
     fingerprint: bytes  # digest of the spec without replicas
-    labels: tuple
     observed_generation: int = 0
     progressing: tuple | None = None  # Deployments: (status, reason, lastTransitionTime, lastUpdateTime)
     done_generation: int = 0  # Deployments: generation whose rollout outcome is already known
     seen_at: float | None = None  # epoch seconds when the connector first saw this version
+    # specdiff.pack of the images, labels and flattened spec: read only to report a change.
+    # None when projected by a version that did not keep it (a persisted state from
+    # before): then no diff is guessed.
+    cold: bytes | None = None
+
+    @property
+    def images(self) -> tuple:
+        """((container, image), ...), init containers included."""
+        return specdiff.unpack(self.cold)[0]
+
+    @property
+    def labels(self) -> tuple:
+        return specdiff.unpack(self.cold)[1]
+
+    @property
+    def spec(self) -> tuple | None:
+        return specdiff.unpack(self.cold)[2]
 
 
 def strategy_summary(strategy: Mapping[str, Any] | None) -> str:
@@ -77,18 +91,17 @@ def strategy_summary(strategy: Mapping[str, Any] | None) -> str:
 
 def project_workload(
     obj: Mapping[str, Any], *, scalable: bool, status: tuple, strategy: Mapping[str, Any] | None,
-    seen_at: float | None = None, **extra: Any
+    seen_at: float | None = None, strategy_key: str = "strategy", **extra: Any
 ) -> WorkloadCompact:
     meta, uid, name, namespace, resource_version = meta_strings(obj)
     spec = obj.get("spec") or {}
-    template = spec.get("template") or {}
-    template_meta = template.get("metadata") or {}
-    pod_spec = template.get("spec") or {}
+    pod_spec = (spec.get("template") or {}).get("spec") or {}
     # App containers first: data["image"] is the first one's, and an init container's rarely matters.
     containers = list(pod_spec.get("containers") or ()) + list(pod_spec.get("initContainers") or ())
-    images = share_items(tuple((istr(c.get("name")), istr(c.get("image"))) for c in containers))
+    images = tuple((istr(c.get("name")), istr(c.get("image"))) for c in containers)
     rest = {key: value for key, value in spec.items() if key != "replicas"}
     digest = hashlib.blake2b(orjson.dumps(rest, option=orjson.OPT_SORT_KEYS), digest_size=8).digest()
+    strategy_words = strategy_summary(strategy)
     return WorkloadCompact(
         uid=uid,
         name=name,
@@ -100,40 +113,38 @@ def project_workload(
         spec_time=newest_spec_write(meta),
         replicas=spec.get("replicas", 1) if scalable else None,  # the apiserver defaults it to 1
         status=status,
-        images=images,
-        strategy=strategy_summary(strategy),
-        template_labels=project_labels(template_meta.get("labels")),
-        env_count=sum(len(c.get("env") or ()) for c in containers),
-        restarted_at=(template_meta.get("annotations") or {}).get("kubectl.kubernetes.io/restartedAt"),
+        strategy=strategy_words,
         fingerprint=digest,
-        labels=project_labels(meta.get("labels")),
         seen_at=seen_at,
+        cold=specdiff.pack(images=images, labels=_flat_labels(meta.get("labels")),
+                           spec=specdiff.flatten(spec, uid=uid, strategy_key=strategy_key, strategy=strategy_words)),
         **extra,
     )
 
 
-def spec_differences(old: WorkloadCompact, new: WorkloadCompact) -> dict[str, Any]:
-    """What changed in the spec besides replicas, in the terms a user reads a diff in."""
-    changed: dict[str, Any] = {}
-    if old.images != new.images:
-        before, after = dict(old.images), dict(new.images)
-        images = {
-            container: old_new(before.get(container), after.get(container))
-            for container in list(before) + [c for c in after if c not in before]
-            if before.get(container) != after.get(container)
-        }
-        changed["images"] = dict(list(images.items())[:MAX_ITEMS])
-    if old.strategy != new.strategy:
-        changed["strategy"] = old_new(old.strategy, new.strategy)
-    if old.template_labels != new.template_labels:
-        changed["templateLabels"] = old_new(labels_dict(old.template_labels), labels_dict(new.template_labels))
-    if old.env_count != new.env_count:
-        changed["envCount"] = old_new(old.env_count, new.env_count)
-    if old.restarted_at != new.restarted_at:
-        changed["restartedAt"] = old_new(old.restarted_at, new.restarted_at)
-    if not changed and old.fingerprint != new.fingerprint:
-        changed["other"] = "pod template or spec fields not summarized here"
-    return changed
+def _flat_labels(labels: Mapping[str, Any] | None) -> tuple:
+    """(k1, v1, ...) of at most MAX_LABELS entries, unshared: a workload's labels are packed
+    with its spec, so the label tables shared between pods would only hold a copy."""
+    flat: list = []
+    for index, (key, value) in enumerate((labels or {}).items()):
+        if index == MAX_LABELS:
+            flat += (TRUNCATED_LABELS_KEY, f"{len(labels) - MAX_LABELS} more")
+            break
+        flat += (str(key), str(value))
+    return tuple(flat)
+
+
+def spec_changes_list(old: WorkloadCompact, new: WorkloadCompact) -> list[dict[str, Any]] | None:
+    """What an Updated event lists as changed; None when `old` kept no spec to compare."""
+    before, after = old.spec, new.spec
+    if before is None or after is None:
+        return None
+    found = specdiff.diff(before, after)
+    if new.replicas is not None and old.replicas != new.replicas:
+        found.insert(0, {"path": "replicas", "change": "changed", **old_new(old.replicas, new.replicas)})
+    if not found and old.fingerprint != new.fingerprint:
+        found.append({"path": specdiff.OTHER_FIELDS, "change": "changed"})
+    return found
 
 
 def images_data(images: tuple) -> list[dict[str, str]]:
@@ -147,44 +158,54 @@ def workload_data(d: WorkloadCompact, counts: Mapping[str, int]) -> dict[str, An
     if d.replicas is not None:
         data["replicas"] = d.replicas
     data.update(counts)
-    if d.images:
-        data["image"] = d.images[0][1]
+    images, labels, _ = specdiff.unpack(d.cold)
+    if images:
+        data["image"] = images[0][1]
     data["generation"] = d.generation
     data["strategy"] = d.strategy
-    listed(images_data(d.images), data, "images", lambda i: f"{i['container']}={i['image']}")
-    data["labels"] = labels_dict(d.labels)
+    listed(images_data(images), data, "images", lambda i: f"{i['container']}={i['image']}")
+    data["labels"] = labels_dict(labels)
     return data
 
 
 def describe(d: WorkloadCompact) -> str:
     """'3 replicas of registry.example/app:1.0' (the words after "created: ")."""
-    image = d.images[0][1] if d.images else "no image"
-    more = f" (+{len(d.images) - 1} more containers)" if len(d.images) > 1 else ""
+    images = d.images
+    image = images[0][1] if images else "no image"
+    more = f" (+{len(images) - 1} more containers)" if len(images) > 1 else ""
     replicas = "" if d.replicas is None else f"{d.replicas} replica{'' if d.replicas == 1 else 's'} of "
     return replicas + image + more
 
 
-def _updated(kind: str, old: WorkloadCompact, new: WorkloadCompact, data: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """Summary and data of an Updated change: the first changed image as image/previousImage."""
-    changed = spec_differences(old, new)
+TITLE_CHANGES = 3  # changes named in an Updated title; the rest are counted
+
+
+def _updated(kind: str, old: WorkloadCompact, new: WorkloadCompact,
+             data: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
+    """Title, summary and data of an Updated change: `changes` (with `changesSummary`), and
+    the first changed image as container/image/previousImage."""
+    changes = spec_changes_list(old, new)
     data = {**data, "previousGeneration": old.generation}
-    words = []
-    for container, images in (changed.get("images") or {}).items():
-        if "previousImage" not in data:
-            data.update(container=container, image=images["new"], previousImage=images["old"])
-        words.append(f"{container} image {images['old'] or '(none)'} → {images['new'] or '(removed)'}")
-    words += [_SPEC_WORDS[key] for key in changed if key in _SPEC_WORDS]
-    summary = f"{kind} {new.name} updated to generation {new.generation}: " + (", ".join(words) or "spec changed")
-    data["changed"] = changed
-    return summary, data
-
-
-_SPEC_WORDS = {"strategy": "strategy changed", "templateLabels": "pod labels changed",
-               "envCount": "environment changed", "restartedAt": "rollout restart", "other": "spec changed"}
+    for entry in changes or ():
+        if entry["path"].endswith("].image") and entry["change"] == "changed":
+            data.update(container=entry["path"].split("[", 1)[1].rsplit("]", 1)[0], image=entry["new"],
+                        previousImage=entry["old"])
+            break
+    title = f"{kind} Updated: {new.name}"
+    if not changes:
+        return title, f"{kind} {new.name} updated to generation {new.generation}: spec changed", data
+    listed(changes, data, "changes", specdiff.words)
+    named = [specdiff.words(entry, 60) for entry in changes[:TITLE_CHANGES]]
+    more = len(changes) - len(named)
+    title += ": " + ", ".join(named) + (f" and {more} more" if more else "")
+    summary = f"{kind} {new.name} updated to generation {new.generation}: " + ", ".join(
+        specdiff.words(entry, 80) for entry in changes[:specdiff.MAX_CHANGES])
+    return clip(title, 480), summary, data
 
 
 def spec_changes(kind: str, old: WorkloadCompact, new: WorkloadCompact, ctx: DetectContext, data: dict[str, Any]) -> list[Change]:
-    """Scaled (spec.replicas changed) and Updated (generation bumped by anything else)."""
+    """Scaled (spec.replicas changed) and Updated (generation bumped by a change of the spec
+    besides replicas)."""
     changes = []
     scaled = new.replicas is not None and old.replicas != new.replicas
     stamp = happened((new.spec_time,), old=old, new=new, ctx=ctx)
@@ -203,11 +224,13 @@ def spec_changes(kind: str, old: WorkloadCompact, new: WorkloadCompact, ctx: Det
                       "changed": {"replicas": old_new(old.replicas, new.replicas)}},
             )
         )
-    if new.generation > old.generation and (old.fingerprint != new.fingerprint or not scaled):
-        summary, updated = _updated(kind, old, new, data)
+    # Not the generation alone: a Deployment's generation also moves when only the object's
+    # own annotations change, and that is no change of what runs.
+    if new.generation > old.generation and old.fingerprint != new.fingerprint:
+        title, summary, updated = _updated(kind, old, new, data)
         changes.append(
             make_change(
-                title=f"{kind} Updated: {new.name}",
+                title=title,
                 timestamp=stamp,
                 external_id=external_id(ctx, kind, new.namespace, new.name, new.uid, "Updated", new.generation),
                 namespace=new.namespace,

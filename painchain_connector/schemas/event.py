@@ -47,13 +47,22 @@ DATA_PROPERTIES: dict = {
     **_fields("integer", "exitCode signal restartCount previousRestartCount replicas previousReplicas readyReplicas "
               "availableReplicas updatedReplicas currentReplicas desiredNumberScheduled currentNumberScheduled "
               "numberReady numberUnavailable generation previousGeneration count", "see the README's event reference"),
-    **_fields("string", "containersSummary conditionsSummary imagesSummary portsSummary",
+    **_fields("string", "containersSummary conditionsSummary imagesSummary portsSummary changesSummary",
               "the list beside it in one line (a generic renderer shows a list as 'N items')"),
     **_fields("array", "containers conditions images ports", "at most 20 entries; ...Truncated/...Total when cut"),
     "facts": {"type": "array", "items": {"type": "string"},
               "description": "when one update of one container carried several facts, all of them, most severe first"},
     "labels": {"type": "object", "additionalProperties": {"type": "string"}},
     "changed": {"type": "object", "description": "what changed, as {field: {old, new}}; an absent old was unset"},
+    "changes": {"type": "array", "description": "Updated workloads: every spec change, at most 20 (changesTruncated, "
+                "changesTotal when cut); a value that may hold a secret (a literal env value, command, args) shows "
+                "no old or new, only the change",
+                "items": {"type": "object", "required": ["path", "change"], "properties": {
+                    "path": {"type": "string", "description": "e.g. containers[main].image, "
+                             "containers[main].env.LOG_LEVEL, nodeSelector.disk, template.labels.app"},
+                    "change": {"enum": ["changed", "added", "removed"]},
+                    "old": {"description": "the value before (absent when added or hidden)"},
+                    "new": {"description": "the value after (absent when removed or hidden)"}}}},
     "involvedObject": {"type": "object", "description": "the object a Kubernetes Event is about: kind, name, namespace"},
 }
 

@@ -23,6 +23,8 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, val
 from ..resources import RESOURCE_NAMES
 
 _NAMESPACE_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# A namespace name with shell-style wildcards (fnmatch: *, ?, [...]), as excludeNamespaces takes.
+_NAMESPACE_PATTERN_RE = re.compile(r"^[a-z0-9*?\[\]!-]+$")
 _LIST_SEPARATORS = re.compile(r"[\s,]+")
 
 
@@ -95,6 +97,8 @@ class Integration:
     namespaces: tuple[str, ...] = ()  # () = all namespaces
     resources: Resources = Resources()
     status: str = "active"
+    exclude_namespaces: tuple[str, ...] = ()  # names or shell-style patterns (issue 19)
+    label_selector: str = ""  # a Kubernetes label selector, sent with every list and watch; "" = none
 
     @property
     def active(self) -> bool:
@@ -128,6 +132,28 @@ def _valid_server(value: str) -> None:
 def _valid_namespace(value: str) -> None:
     if len(value) > 63 or not _NAMESPACE_RE.match(value):
         raise ValidationError("not a valid namespace name (lowercase RFC 1123 label, at most 63 characters).")
+
+
+def _valid_namespace_pattern(value: str) -> None:
+    if len(value) > 63 or not _NAMESPACE_PATTERN_RE.match(value):
+        raise ValidationError("not a namespace name or shell-style pattern (lowercase letters, digits, '-', "
+                              "and the wildcards * ? [...]; at most 63 characters).")
+
+
+def _valid_label_selector(value: str) -> None:
+    from ..selectors import selector_problem
+
+    problem = selector_problem(value)
+    if problem:
+        raise ValidationError(problem)
+
+
+class _SelectorText(fields.String):
+    """A `text` field: surrounding whitespace dropped; blank or null means no selector."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = super()._deserialize(value, attr, data, **kwargs)
+        return text.strip()
 
 
 class ClusterSchema(Schema):
@@ -226,6 +252,10 @@ class ConfigSchema(Schema):
     clusters = _JsonText(fields.List(fields.Dict(), validate=validate.Length(min=1)), blank=[], required=True)
     namespaces = _NamespaceList(fields.String(validate=_valid_namespace), load_default=list, allow_none=True)
     resources = _JsonText(fields.Nested(ResourcesSchema), load_default=Resources, allow_none=True)
+    exclude_namespaces = _NamespaceList(fields.String(validate=_valid_namespace_pattern), data_key="excludeNamespaces",
+                                        load_default=list, allow_none=True)
+    label_selector = _SelectorText(data_key="labelSelector", load_default="", allow_none=True,
+                                   validate=_valid_label_selector)
 
 
 class IntegrationSchema(Schema):
@@ -281,6 +311,8 @@ def _over_limits(config: dict, limits: Limits) -> list[str]:
         problems.append(f"config.clusters: more than {limits.clusters} clusters (the limit per integration).")
     if len(set(config["namespaces"] or ())) > limits.namespaces:
         problems.append(f"config.namespaces: more than {limits.namespaces} namespaces (the limit per integration).")
+    if len(set(config["exclude_namespaces"] or ())) > limits.namespaces:
+        problems.append(f"config.excludeNamespaces: more than {limits.namespaces} entries (the limit per integration).")
     return problems
 
 
@@ -331,5 +363,7 @@ def _parse_integration(raw: Any, *, limits: Limits) -> ParseResult:
         namespaces=tuple(dict.fromkeys(config["namespaces"] or ())),
         resources=config["resources"] or Resources(),
         status=doc["status"] or "active",
+        exclude_namespaces=tuple(dict.fromkeys(config["exclude_namespaces"] or ())),
+        label_selector=config["label_selector"] or "",
     )
     return ParseResult(integration, integration_id, tuple(errors))

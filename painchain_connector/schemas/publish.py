@@ -32,6 +32,14 @@ class _PublishedConfigSchema(ConfigSchema):
         "anyOf": [{"type": "array", "items": {"type": "string", "maxLength": 63}}, {"type": "string"}, {"type": "null"}],
     })
     resources = fields.Nested(ResourcesSchema, allow_none=True)
+    exclude_namespaces = fields.Raw(data_key="excludeNamespaces", metadata={
+        "description": "Namespaces to leave out, names or shell-style patterns (kube-*): a list, or a comma- or "
+                       "whitespace-separated string; empty, blank or absent = none.",
+        "anyOf": [{"type": "array", "items": {"type": "string", "maxLength": 63}}, {"type": "string"}, {"type": "null"}],
+    })
+    label_selector = fields.String(data_key="labelSelector", allow_none=True, metadata={
+        "description": "A Kubernetes label selector (kubectl -l syntax) applied by the apiserver to every list and "
+                       "watch but the Events one; blank or absent = everything.", "maxLength": 1024})
 
 
 class _PublishedIntegrationSchema(IntegrationSchema):

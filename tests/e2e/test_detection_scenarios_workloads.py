@@ -12,6 +12,8 @@ pytestmark = pytest.mark.e2e
 
 NEW_IMAGE = "registry.example/app:1.1"
 T1 = "2024-05-01T10:01:00Z"
+IMAGE_CHANGE = [{"path": "containers[main].image", "change": "changed", "old": DEFAULT_IMAGE, "new": NEW_IMAGE}]
+WEB_UPDATED = f"Deployment Updated: web: containers[main].image {DEFAULT_IMAGE} → {NEW_IMAGE}"
 
 
 def new_image(image=NEW_IMAGE):
@@ -45,11 +47,10 @@ def test_deployment_image_change_is_an_update_with_old_and_new_images(control_pl
     with watching(control_plane, namespace, "deployments") as collector:
         kube.create("deployments", namespace, make_deployment("web"))
         kube.patch("deployments", namespace, "web", new_image())
-        assert settled(kube, namespace, collector, "deployments") == [
-            "Deployment Created: web", "Deployment Updated: web"]
-        updated = change(collector, "Deployment Updated: web")
+        assert settled(kube, namespace, collector, "deployments") == ["Deployment Created: web", WEB_UPDATED]
+        updated = change(collector, WEB_UPDATED)
         assert updated.reason == "Updated"
-        assert updated.data["changed"] == {"images": {"main": {"old": DEFAULT_IMAGE, "new": NEW_IMAGE}}}
+        assert updated.data["changes"] == IMAGE_CHANGE
         assert (updated.data["generation"], updated.data["previousGeneration"]) == (2, 1)
         assert (updated.data["image"], updated.data["previousImage"]) == (NEW_IMAGE, DEFAULT_IMAGE)
         assert updated.data["images"] == [{"container": "main", "image": NEW_IMAGE}]
@@ -68,7 +69,7 @@ def test_deployment_rollout_complete_is_reported_once_per_generation(control_pla
         kube.patch_status("deployments", namespace, "web", rollout(2, stamp=T1))
         assert settled(kube, namespace, collector, "deployments") == [
             "Deployment Created: web", "Deployment Rollout Complete: web",
-            "Deployment Updated: web", "Deployment Rollout Complete: web"]
+            WEB_UPDATED, "Deployment Rollout Complete: web"]
         complete = [c for _, c in collector.items if c.reason == "RolloutComplete"]
         assert [c.data["generation"] for c in complete] == [1, 2]
         assert complete[0].external_id != complete[1].external_id
@@ -110,12 +111,12 @@ def test_statefulset_creation_scaling_update_and_deletion_are_reported(control_p
         kube.patch("statefulsets", namespace, "db", new_image())
         kube.delete("statefulsets", namespace, "db")
         assert settled(kube, namespace, collector, "statefulsets") == [
-            "StatefulSet Created: db", "StatefulSet Scaled: db (1 → 3)", "StatefulSet Updated: db",
-            "StatefulSet Deleted: db"]
+            "StatefulSet Created: db", "StatefulSet Scaled: db (1 → 3)",
+            f"StatefulSet Updated: db: containers[main].image {DEFAULT_IMAGE} → {NEW_IMAGE}", "StatefulSet Deleted: db"]
         assert change(collector, "StatefulSet Scaled: db (1 → 3)").data["changed"] == {
             "replicas": {"old": 1, "new": 3}}
-        assert change(collector, "StatefulSet Updated: db").data["changed"] == {
-            "images": {"main": {"old": DEFAULT_IMAGE, "new": NEW_IMAGE}}}
+        assert change(collector, f"StatefulSet Updated: db: containers[main].image {DEFAULT_IMAGE} → {NEW_IMAGE}"
+                      ).data["changes"] == IMAGE_CHANGE
 
 
 def test_daemonset_creation_update_and_deletion_are_reported(control_plane, kube, namespace):
@@ -126,7 +127,8 @@ def test_daemonset_creation_update_and_deletion_are_reported(control_plane, kube
         kube.patch("daemonsets", namespace, "agent", new_image())
         kube.delete("daemonsets", namespace, "agent")
         assert settled(kube, namespace, collector, "daemonsets") == [
-            "DaemonSet Created: agent", "DaemonSet Updated: agent", "DaemonSet Deleted: agent"]
-        updated = change(collector, "DaemonSet Updated: agent")
-        assert updated.data["changed"] == {"images": {"main": {"old": DEFAULT_IMAGE, "new": NEW_IMAGE}}}
+            "DaemonSet Created: agent", f"DaemonSet Updated: agent: containers[main].image {DEFAULT_IMAGE} → {NEW_IMAGE}",
+            "DaemonSet Deleted: agent"]
+        updated = change(collector, f"DaemonSet Updated: agent: containers[main].image {DEFAULT_IMAGE} → {NEW_IMAGE}")
+        assert updated.data["changes"] == IMAGE_CHANGE
         assert updated.data["numberReady"] == 1

@@ -65,7 +65,8 @@ def test_timestamps_lie_between_each_change_and_its_observation_live_and_after_a
         scale = observe(collector, "Deployment Scaled: web (1 → 2)",
                         lambda: kube.patch("deployments", namespace, "web", {"spec": {"replicas": 2}}))
         image = {"spec": {"template": {"spec": {"containers": [{"name": "main", "image": "registry.example/app:1.1"}]}}}}
-        update = observe(collector, "Deployment Updated: web",
+        update = observe(collector, "Deployment Updated: web: containers[main].image registry.example/app:1.0 → "
+                         "registry.example/app:1.1",
                          lambda: kube.patch("deployments", namespace, "web", image))
         next_second(update[2])
         crash = observe(collector, "Pod CrashLoopBackOff: crashy", lambda: set_pod(

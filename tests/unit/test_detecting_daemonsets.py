@@ -44,8 +44,10 @@ def test_new_daemonset_reports_created_with_scheduling_counts():
 
 def test_image_change_reports_updated_at_spec_write_time():
     changes, _ = step(daemonset(), daemonset(generation=2, image="example.com/agent:2", rv="101"))
-    assert [(c.title, c.reason) for c in changes] == [("DaemonSet Updated: agent", "Updated")]
-    assert changes[0].data["changed"]["images"] == {"agent": {"old": "example.com/agent:1", "new": "example.com/agent:2"}}
+    assert [(c.title, c.reason) for c in changes] == [
+        ("DaemonSet Updated: agent: containers[agent].image example.com/agent:1 → example.com/agent:2", "Updated")]
+    assert changes[0].data["changes"] == [{"path": "containers[agent].image", "change": "changed",
+                                           "old": "example.com/agent:1", "new": "example.com/agent:2"}]
     assert changes[0].timestamp == datetime(2024, 5, 2, 10, 0, 0, tzinfo=UTC)
     assert changes[0].external_id == f"k8s:prod:DaemonSet:kube-system/agent:{UID}:Updated:2"
 

@@ -134,12 +134,15 @@ def test_image_change_reports_updated_with_old_and_new_image_then_rollout_comple
         deployment(generation=2, image="example.com/web:1.1", progressing=DONE, ready=2, available=2, rv="104"),  # a pod dies
         deployment(generation=2, image="example.com/web:1.1", progressing=DONE, rv="105"),  # and comes back
     )
-    assert [c.title for c in changes] == ["Deployment Updated: web", "Deployment Rollout Complete: web"]
+    assert [c.title for c in changes] == [
+        "Deployment Updated: web: containers[web].image example.com/web:1.0 → example.com/web:1.1",
+        "Deployment Rollout Complete: web"]
     updated, complete = changes
-    assert updated.data["changed"] == {"images": {"web": {"old": "example.com/web:1.0", "new": "example.com/web:1.1"}}}
+    assert updated.data["changes"] == [{"path": "containers[web].image", "change": "changed",
+                                        "old": "example.com/web:1.0", "new": "example.com/web:1.1"}]
     assert (updated.data["image"], updated.data["previousImage"]) == ("example.com/web:1.1", "example.com/web:1.0")
     assert updated.data["summary"] == (
-        "Deployment web updated to generation 2: web image example.com/web:1.0 → example.com/web:1.1")
+        "Deployment web updated to generation 2: containers[web].image example.com/web:1.0 → example.com/web:1.1")
     assert updated.reason == "Updated" and complete.reason == "RolloutComplete"
     assert complete.timestamp == datetime(2024, 5, 2, 11, 3, 0, tzinfo=UTC)  # Progressing update time
     assert state.done_generation == 2
@@ -202,15 +205,19 @@ def test_rollout_restart_strategy_and_env_changes_are_described():
         deployment(),
         deployment(generation=2, observed=1, restarted_at="2024-05-02T11:00:00Z", strategy=recreate, env=3, rv="101"),
     )
-    assert [c.title for c in changes] == ["Deployment Updated: web"]
-    assert changes[0].data["changed"] == {
-        "strategy": {"old": "RollingUpdate(maxSurge=25%, maxUnavailable=25%)", "new": "Recreate"},
-        "envCount": {"old": 1, "new": 3},
-        "restartedAt": {"new": "2024-05-02T11:00:00Z"},
-    }
+    assert changes[0].data["changes"] == [
+        {"path": "containers[web].env.E1", "change": "added"},
+        {"path": "containers[web].env.E2", "change": "added"},
+        {"path": "template.annotations.kubectl.kubernetes.io/restartedAt", "change": "added",
+         "new": "2024-05-02T11:00:00Z"},
+        {"path": "strategy", "change": "changed", "old": "RollingUpdate(maxSurge=25%, maxUnavailable=25%)",
+         "new": "Recreate"},
+    ]
+    assert changes[0].title == (
+        "Deployment Updated: web: containers[web].env.E1 added, containers[web].env.E2 added, "
+        "template.annotations.kubectl.kubernetes.io/restartedAt added (2024-05-02T11:00:00Z) and 1 more")
     assert (changes[0].data["generation"], changes[0].data["previousGeneration"]) == (2, 1)
-    assert changes[0].data["summary"] == (
-        "Deployment web updated to generation 2: strategy changed, environment changed, rollout restart")
+    assert changes[0].data["changesSummary"].endswith("; strategy RollingUpdate(maxSurge=25%, maxUnavailable=25%) → Recreate")
 
 
 def test_deleted_deployment_reports_deleted_and_stores_nothing():

@@ -62,8 +62,10 @@ def test_replica_change_reports_scaled_only():
 
 def test_image_change_reports_updated_with_old_and_new_image():
     changes, _ = step(statefulset(), statefulset(generation=2, image="example.com/db:16", rv="101"))
-    assert [c.title for c in changes] == ["StatefulSet Updated: db"]
-    assert changes[0].data["changed"]["images"] == {"postgres": {"old": "example.com/db:15", "new": "example.com/db:16"}}
+    assert [c.title for c in changes] == [
+        "StatefulSet Updated: db: containers[postgres].image example.com/db:15 → example.com/db:16"]
+    assert changes[0].data["changes"] == [{"path": "containers[postgres].image", "change": "changed",
+                                           "old": "example.com/db:15", "new": "example.com/db:16"}]
 
 
 def test_status_churn_and_identical_resync_report_nothing():
