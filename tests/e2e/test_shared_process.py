@@ -165,16 +165,16 @@ def test_an_inactive_integration_is_never_touched(backend, connector_factory):
 
 def test_a_failure_starting_one_integration_does_not_stop_the_others(
         control_plane, kube, namespace, backend, connector_factory, monkeypatch, logs):
-    import painchain_connector.orchestration as orchestration
+    import painchain_connector.clients as clients
 
-    real = orchestration.build_api_client
+    real = clients.build_api_client
 
     def flaky(cluster, **kw):  # a bad kubeconfig or an OIDC plugin failing in its own way
         if cluster.name == "broken":
             raise RuntimeError("OIDC refresh failed")
         return real(cluster, **kw)
 
-    monkeypatch.setattr(orchestration, "build_api_client", flaky)
+    monkeypatch.setattr(clients, "build_api_client", flaky)
     add(backend, control_plane, namespace, id="first", cluster="broken")
     add(backend, control_plane, namespace, id="second")
     connector = connector_factory(settings_for(backend))
