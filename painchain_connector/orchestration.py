@@ -22,6 +22,7 @@ from gevent import Greenlet
 from ._log import logger
 
 from .clusters import ApiError, ListerWatcher, build_api_client, check_connection
+from .correlating import WORKLOAD_RESOURCES, Correlations
 from .metrics import Metrics
 from .model import ALL_NAMESPACES, Route, WatchKey
 from .resources import RESOURCE_TYPES
@@ -145,6 +146,10 @@ class WatchPool:
         self.running: dict[WatchKey, _Running] = {}
         self.failed: dict[WatchKey, str] = {}  # keys that could not even start (bad credentials)
         self._checks = Group()
+        # Owner index watches (ReplicaSets, Jobs) beside each pods watch, and recent rollouts.
+        self.correlations = Correlations(
+            make_reflector=lambda cls, **kw: cls(emit=lambda _: None, timing=timing, metrics=metrics, sleep=sleep, **kw),
+            run=self._guarded, spawn=self._spawn_named)
         # With STATE_DIR: per-key Store + resourceVersion survive a restart, so the first
         # list after it is a diff (changes made while down are emitted), not a baseline.
         self.state_store = state_store
@@ -155,6 +160,13 @@ class WatchPool:
             self._flusher = Greenlet(self._flush_forever)
             self._flusher.name = "watch-state:flush"
             self._flusher.start()
+
+    @staticmethod
+    def _spawn_named(fn, arg, name: str) -> Greenlet:
+        greenlet = Greenlet(fn, arg)
+        greenlet.name = name
+        greenlet.start()
+        return greenlet
 
     def _spawn_check(self, fn, *args) -> None:
         self._checks.spawn(fn, *args)
@@ -248,18 +260,21 @@ class WatchPool:
         if handover is None and parked is not None:
             handover = (parked[0], None)  # rv None: relist and diff against what it knew
         store, rv = handover if handover else self._load_state(spec)
+        correlation = self.correlations.acquire(key, api=api, connect_timeout=self.clients.connect_timeout)
+        emit = self.make_emit(spec.route)
         reflector = Reflector(
             key=key,
             lister_watcher=ListerWatcher(
                 api, path=RESOURCE_TYPES[key.resource].path(key.namespace), connect_timeout=self.clients.connect_timeout
             ),
-            emit=self.make_emit(spec.route),
+            emit=correlation.recording(emit) if key.resource in WORKLOAD_RESOURCES else emit,
             timing=self.timing,
             metrics=self.metrics,
             store=store,
             resource_version=rv,
             sleep=self.sleep,
         )
+        reflector.correlation = correlation
         greenlet = Greenlet(self._guarded, reflector)
         greenlet.name = f"watch:{key}"
         self.running[key] = _Running(spec, reflector, greenlet)
@@ -327,6 +342,7 @@ class WatchPool:
         if not running.greenlet.dead:
             logger.bind(**key.log_context()).error("watch {} did not stop within 5 s", key)
         running.reflector.close()
+        self.correlations.release(key)
         self.clients.release(running.spec.cluster)
 
     def stop_all(self) -> None:

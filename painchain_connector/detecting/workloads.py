@@ -62,6 +62,14 @@ class WorkloadCompact(NamedTuple):
     progressing: tuple | None = None  # Deployments: (status, reason, lastTransitionTime, lastUpdateTime)
     done_generation: int = 0  # Deployments: generation whose rollout outcome is already known
     seen_at: float | None = None  # epoch seconds when the connector first saw this version
+    # correlation.py: revision annotation, change cause, status update/current revisions,
+    # field owners (creator, spec, replicas, template, images) and the pod template's digest
+    revision: str | None = None
+    change_cause: str | None = None
+    update_revision: str | None = None
+    current_revision: str | None = None
+    owners: tuple = ()
+    template_digest: bytes = b""
 
 
 def strategy_summary(strategy: Mapping[str, Any] | None) -> str:
