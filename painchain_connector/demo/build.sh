@@ -18,7 +18,7 @@ BINARIES=(kube-apiserver kube-controller-manager kube-scheduler)
 missing=()
 for b in "${BINARIES[@]}"; do [[ -x $W/bin/$b ]] || missing+=("$b"); done
 if [[ ${#missing[@]} -eq 0 ]] && command -v etcd >/dev/null && command -v etcdctl >/dev/null; then
-  log "cached: $W/bin/{${BINARIES[*]// /,}} ($("$W/bin/kube-apiserver" --version))"
+  log "cached: $(IFS=,; echo "${BINARIES[*]}") in $W/bin ($("$W/bin/kube-apiserver" --version))"
   exit 0
 fi
 [[ ${#missing[@]} -gt 0 ]] || missing=(kube-apiserver)   # only etcd missing: apt below

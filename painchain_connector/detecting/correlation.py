@@ -19,7 +19,7 @@ from typing import Any, NamedTuple, Protocol
 import orjson
 
 from ..model import Change, DetectContext
-from .common import clip, istr, labels_dict, listed
+from .common import clip, istr, labels_dict, listed, parse_time
 
 REVISION = "deployment.kubernetes.io/revision"
 CHANGE_CAUSE = "kubernetes.io/change-cause"
@@ -89,17 +89,18 @@ def _owns(fields: Any, path: tuple[str, ...]) -> bool:
     return True
 
 
-def _newest(entries: list, path: tuple[str, ...]) -> str | None:
-    """The manager of the newest entry owning `path` (a later entry wins a tie: seconds)."""
+def _newest(entries: list, path: tuple[str, ...]) -> tuple | None:
+    """(manager, time) of the newest entry owning `path` (a later entry wins a tie: seconds)."""
     best, best_time = None, ""
     for manager, stamp, fields in entries:
         if _owns(fields, path) and (stamp or "") >= best_time:
             best, best_time = manager, stamp or ""
-    return best
+    return (best, best_time or None) if best else None
 
 
 def field_owners(meta: Mapping[str, Any], containers: tuple = ()) -> tuple:
-    """(creator, spec, replicas, template, ((container, image owner), ...)) managers.
+    """(creator, spec, replicas, template, ((container, image owner), ...)): the creator's
+    manager, and (manager, time) pairs of the newest owners of those fields.
 
     From `managedFields`: the apiserver moves a field's ownership to whoever last changed
     it, so the owner of `spec.replicas` after a scale is the scaler. Entries without
@@ -115,7 +116,7 @@ def field_owners(meta: Mapping[str, Any], containers: tuple = ()) -> tuple:
         entries.append((istr(entry.get("manager") or "unknown"), entry.get("time"), fields))
     if not entries:
         return ()
-    creator = min(entries, key=lambda e: e[1] or "")[0]
+    creator = min(entries, key=lambda e: e[1] or "")[0]  # a manager name, not a pair
     images = tuple(
         (name, _newest(entries, ("f:spec", "f:template", "f:spec", "f:containers", f'k:{{"name":"{name}"}}', "f:image"))
          or _newest(entries, ("f:spec", "f:template")))
@@ -148,24 +149,46 @@ def workload_extra(obj: Mapping[str, Any], images: tuple) -> dict[str, Any]:
 
 
 def changed_by(reason: str, old: Any, new: Any) -> str | None:
-    """The field manager behind a Created, Scaled or Updated change of a workload."""
+    """The field manager behind a Created, Scaled or Updated change of a workload.
+
+    None when the owning entry is older than our sighting of the previous version: it
+    did not record this change. (Before Kubernetes 1.22 a write through the `scale`
+    subresource, which `kubectl scale` and autoscalers use, updates no managedFields
+    entry: naming the field's previous owner would name the wrong tool.)
+    """
     owners = getattr(new, "owners", None)
     if not owners:
         return None
     creator, spec, replicas, template, images = owners
     if reason == "Created":
         return creator
+    owner = None
     if reason == "Scaled":
-        return replicas or spec
-    if reason == "Updated" and old is not None:
+        owner = replicas or spec
+    elif reason == "Updated" and old is not None:
         before = dict(old.images)
-        for container, image in new.images:
-            if before.get(container) != image:
-                return dict(images).get(container) or template or spec
-        if getattr(old, "template_digest", None) != getattr(new, "template_digest", None):
-            return template or spec
-        return spec
-    return None
+        changed = [container for container, image in new.images if before.get(container) != image]
+        if changed:
+            owner = dict(images).get(changed[0]) or template or spec
+        elif getattr(old, "template_digest", None) != getattr(new, "template_digest", None):
+            owner = template or spec
+        else:
+            owner = spec
+    if owner is None:
+        return None
+    manager, stamp = owner
+    written = parse_time(stamp)
+    seen = getattr(old, "seen_at", None)
+    if written is not None and seen is not None and written.timestamp() < int(seen):
+        return None
+    return manager
+
+
+def tool(manager: str | None) -> str | None:
+    """kubectl's per-command managers (kubectl-edit, kubectl-client-side-apply, ...) as `kubectl`."""
+    if manager and manager.startswith("kubectl-"):
+        return "kubectl"
+    return manager
 
 
 # ---------------------------------------------------------------- revision and rollout
@@ -195,7 +218,10 @@ def workload_fields(kind: str, reason: str, old: Any, new: Any) -> dict[str, Any
         fields["updateRevision"] = new.update_revision
         fields["currentRevision"] = new.current_revision
     if reason in ("Created", "Scaled", "Updated"):
-        fields["changedBy"] = changed_by(reason, old, new)
+        manager = changed_by(reason, old, new)
+        fields["changedBy"] = tool(manager)
+        if manager != fields["changedBy"]:
+            fields["fieldManager"] = manager
     return fields
 
 
@@ -299,7 +325,8 @@ def correlate_workload(kind: str, changes: list[Change], old: Any, new: Any) -> 
         if subject is None or not hasattr(subject, "owners"):
             result.append(change)
             continue
-        extra = {k: v for k, v in workload_fields(kind, change.reason, old, subject).items() if v}
+        extra = {k: v for k, v in workload_fields(kind, change.reason, old if old is not new else None,
+                                                  subject).items() if v}
         result.append(replace(change, data=_insert_after(change.data, "namespace", extra)) if extra else change)
     return result
 
@@ -308,7 +335,10 @@ def correlate_service(changes: list[Change], new: Any) -> list[Change]:
     creator = (getattr(new, "owners", None) or (None,))[0]
     if not creator:
         return changes
-    return [replace(c, data=_insert_after(c.data, "namespace", {"changedBy": creator})) if c.reason == "Created" else c
+    extra = {"changedBy": tool(creator)}
+    if creator != extra["changedBy"]:
+        extra["fieldManager"] = creator
+    return [replace(c, data=_insert_after(c.data, "namespace", extra)) if c.reason == "Created" else c
             for c in changes]
 
 
