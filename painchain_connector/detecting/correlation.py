@@ -19,7 +19,7 @@ from typing import Any, NamedTuple, Protocol
 import orjson
 
 from ..model import Change, DetectContext
-from .common import clip, istr, labels_dict, listed, parse_time
+from .common import clip, istr, labels_dict, listed
 
 REVISION = "deployment.kubernetes.io/revision"
 CHANGE_CAUSE = "kubernetes.io/change-cause"
@@ -151,7 +151,7 @@ def workload_extra(obj: Mapping[str, Any], images: tuple) -> dict[str, Any]:
 def changed_by(reason: str, old: Any, new: Any) -> str | None:
     """The field manager behind a Created, Scaled or Updated change of a workload.
 
-    None when the owning entry is older than our sighting of the previous version: it
+    None when the owning entry (manager and time) is the same as before the change: it
     did not record this change. (Before Kubernetes 1.22 a write through the `scale`
     subresource, which `kubectl scale` and autoscalers use, updates no managedFields
     entry: naming the field's previous owner would name the wrong tool.)
@@ -159,29 +159,29 @@ def changed_by(reason: str, old: Any, new: Any) -> str | None:
     owners = getattr(new, "owners", None)
     if not owners:
         return None
-    creator, spec, replicas, template, images = owners
     if reason == "Created":
-        return creator
-    owner = None
+        return owners[0]
+    if old is None:
+        return None
+    owner = _owner_of(reason, old, new, owners)
+    if owner is None or (getattr(old, "owners", None) and owner == _owner_of(reason, old, new, old.owners)):
+        return None
+    return owner[0]
+
+
+def _owner_of(reason: str, old: Any, new: Any, owners: tuple) -> tuple | None:
+    _, spec, replicas, template, images = owners
     if reason == "Scaled":
-        owner = replicas or spec
-    elif reason == "Updated" and old is not None:
-        before = dict(old.images)
-        changed = [container for container, image in new.images if before.get(container) != image]
-        if changed:
-            owner = dict(images).get(changed[0]) or template or spec
-        elif getattr(old, "template_digest", None) != getattr(new, "template_digest", None):
-            owner = template or spec
-        else:
-            owner = spec
-    if owner is None:
+        return replicas or spec
+    if reason != "Updated":
         return None
-    manager, stamp = owner
-    written = parse_time(stamp)
-    seen = getattr(old, "seen_at", None)
-    if written is not None and seen is not None and written.timestamp() < int(seen):
-        return None
-    return manager
+    before = dict(old.images)
+    changed = [container for container, image in new.images if before.get(container) != image]
+    if changed:
+        return dict(images).get(changed[0]) or template or spec
+    if getattr(old, "template_digest", None) != getattr(new, "template_digest", None):
+        return template or spec
+    return spec
 
 
 def tool(manager: str | None) -> str | None:
