@@ -9,7 +9,7 @@ uses this plays the kubelet by patching the status of the pods the controllers c
 The node lifecycle controller is off, so Nodes without heartbeats are never tainted.
 
 Binaries: `KUBE_CONTROLLER_MANAGER_BIN` / `KUBE_SCHEDULER_BIN` override; otherwise the
-build cache (build.sh builds them with kube-apiserver). Both run as children of the
+build cache (build.sh builds them with kube-apiserver, and runs when one is missing). Both run as children of the
 ControlPlane (same run dir, logs, PR_SET_PDEATHSIG) with the admin token's kubeconfig;
 neither serves HTTP (`--port=0 --secure-port=0`). How it fails: `ControlPlaneError`
 with the log tail when a binary is missing, exits at start, or the controller manager
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import requests
 
-from .controlplane import ControlPlaneError, _executable, _plain_session, cache_dir, log_tail
+from .controlplane import ControlPlaneError, _executable, _plain_session, cache_dir, log_tail, run_build
 
 CONTROLLERS = ("deployment", "replicaset", "statefulset", "daemonset", "job", "cronjob", "garbagecollector",
                "namespace", "serviceaccount")
@@ -37,8 +37,8 @@ def find_binary(name: str) -> Path:
         return _executable(Path(override), f"{name.upper().replace('-', '_')}_BIN")
     binary = cache_dir() / "bin" / name
     if not os.access(binary, os.X_OK):
-        raise ControlPlaneError(f"{binary} missing; run bash {Path(__file__).parent / 'build.sh'}")
-    return binary
+        run_build()  # a cache from before the controllers: builds only what is missing
+    return _executable(binary, "the build result")
 
 
 def start_controllers(cp, *, timeout: float = 60.0) -> None:

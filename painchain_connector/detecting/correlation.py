@@ -281,8 +281,9 @@ def correlate_pod(changes: list[Change], pod: Any, ctx: DetectContext) -> list[C
     window = timedelta(seconds=ctx.rollout_window)
     result = []
     for change in changes:
-        data, title = _insert_after(change.data, "namespace", extra), change.title
+        data, title = change.data, change.title
         rollout = _rollout(change, owner, pod, view) if owner and view and change.reason in FAILURES else None
+        fields = extra
         if rollout is not None and change.timestamp - rollout.started_at <= window:
             revision = rollout.revision
             if owner[0] == "Deployment":
@@ -296,9 +297,11 @@ def correlate_pod(changes: list[Change], pod: Any, ctx: DetectContext) -> list[C
                                     "startedAt": rollout.started_at.isoformat().replace("+00:00", "Z"),
                                     "externalId": rollout.external_id}
             listed(({"container": c, "image": i} for c, i in rollout.images), info, "images")
-            data = {**data, "rollout": {k: v for k, v in info.items() if v},
-                    "rolloutSummary": f"{words}, started {info['startedAt']}"}
+            # the one-line summary beside the owner (read first), the object at the end
+            fields = {**extra, "rolloutSummary": f"{words}, started {info['startedAt']}"}
+            data = {**data, "rollout": {k: v for k, v in info.items() if v}}
             title = f"{title} after rollout of {words}"
+        data = _insert_after(data, "namespace", fields)
         result.append(replace(change, data=data, title=clip(title, 480)))
     return result
 
