@@ -155,6 +155,10 @@ def six(size):
          verdict(w["bytes_per_pod"] < 1000)),
         ("6", "  pickled (persisted state)", f"{r['pickled_bytes_per_pod']:,.0f} B",
          f"JSON {r['json_bytes_per_pod']:,.0f} B", f"{r['pickled_bytes_per_pod'] / r['json_bytes_per_pod']:.3f}", "", "info"),
+        ("6", f"  owner index bytes per ReplicaSet ({r['index']['replicasets']:,})",
+         f"{r['index']['bytes_per_replicaset']:,.0f} B", f"decoded dict {r['index']['raw_dict_bytes_per_replicaset']:,.0f} B",
+         f"{r['index']['bytes_per_replicaset'] / r['index']['raw_dict_bytes_per_replicaset']:.3f}", "< 1 KB",
+         verdict(r["index"]["bytes_per_replicaset"] < 1000)),
     ]
     return r, rows
 

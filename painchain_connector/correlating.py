@@ -4,7 +4,8 @@ reads through `DetectContext.correlation` to name a pod's workload and a failure
 Owns, per pods watch (integration, cluster, namespace), two index watches: ReplicaSets
 (apps/v1: pod -> ReplicaSet -> Deployment, and the revision) and Jobs (batch/v1: pod ->
 Job -> CronJob). They are Reflectors whose detection never emits: their Store IS the
-index (uid -> OwnerEntry, a few hundred bytes each). They start with the pods watch they
+index ("namespace/name" -> OwnerEntry, about 400 bytes each: the Store key is the
+compact's `uid` field, which an OwnerEntry fills with its name, as pods name owners). They start with the pods watch they
 serve and stop with it, each in a named greenlet run by the WatchPool's guard.
 
 Without permission to list them (403) the connector runs on: the index stays empty, pod
@@ -45,7 +46,7 @@ def project_owner(_resource: str, obj: Mapping[str, Any], seen_at: float | None 
     ref = controller_ref(meta)
     revision = (meta.get("annotations") or {}).get(REVISION)
     return OwnerEntry(
-        uid=meta.get("uid") or "",
+        uid=f"{meta.get('namespace') or ''}/{meta.get('name') or ''}",  # the Store key: pods name owners
         namespace=meta.get("namespace") or "",
         name=meta.get("name") or "",
         resource_version=meta.get("resourceVersion") or "",
@@ -95,9 +96,10 @@ class Correlation:
 
     # -- CorrelationView ----------------------------------------------------------------
 
-    def owner_entry(self, kind: str, uid: str) -> OwnerEntry | None:
+    def owner_entry(self, kind: str, namespace: str, name: str) -> OwnerEntry | None:
+        key = f"{namespace}/{name}"
         for (store_kind, _), store in self.stores.items():
-            if store_kind == kind and (found := store.objects.get(uid)) is not None:
+            if store_kind == kind and (found := store.objects.get(key)) is not None:
                 return found
         return None
 

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple, Protocol
 import orjson
 
 from ..model import Change, DetectContext
-from .common import clip, istr, labels_dict, listed
+from .common import clip, istr, labels_dict, listed, share_items
 
 REVISION = "deployment.kubernetes.io/revision"
 CHANGE_CAUSE = "kubernetes.io/change-cause"
@@ -33,7 +33,7 @@ ROLLOUT_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
 class OwnerEntry(NamedTuple):
     """What the owner index keeps per ReplicaSet or Job (see correlating.py)."""
 
-    uid: str
+    uid: str  # the index key: "namespace/name" (pods keep only their owner's kind and name)
     namespace: str
     name: str
     resource_version: str
@@ -58,7 +58,7 @@ class Rollout(NamedTuple):
 class CorrelationView(Protocol):
     """What pod detection may read of one cluster's index (correlating.Correlation)."""
 
-    def owner_entry(self, kind: str, uid: str) -> OwnerEntry | None: ...
+    def owner_entry(self, kind: str, namespace: str, name: str) -> OwnerEntry | None: ...
 
     def newest_revision(self, namespace: str, deployment: str) -> int | None: ...
 
@@ -69,7 +69,9 @@ class CorrelationView(Protocol):
 
 
 def controller_ref(meta: Mapping[str, Any]) -> tuple | None:
-    """(kind, name, uid) of the controlling owner reference, interned; None for a bare object."""
+    """(kind, name) of the controlling owner reference, interned and shared between the
+    replicas naming it; None for a bare object. (No uid: the index is keyed by name, and
+    a uid per pod would cost ~100 bytes of store each.)"""
     refs = meta.get("ownerReferences") or ()
     for ref in refs:
         if ref.get("controller"):
@@ -78,7 +80,7 @@ def controller_ref(meta: Mapping[str, Any]) -> tuple | None:
         ref = refs[0] if refs else None
     if not ref:
         return None
-    return (istr(ref.get("kind")), istr(ref.get("name")), ref.get("uid") or "")
+    return share_items((istr(ref.get("kind")), istr(ref.get("name"))))
 
 
 def _owns(fields: Any, path: tuple[str, ...]) -> bool:
@@ -235,8 +237,8 @@ def pod_owner(pod: Any, view: CorrelationView | None) -> tuple[str, str, int | N
     ref = getattr(pod, "owner", None)
     if not ref:
         return None
-    kind, name, uid = ref
-    entry = view.owner_entry(kind, uid) if view is not None and kind in ("ReplicaSet", "Job") else None
+    kind, name = ref
+    entry = view.owner_entry(kind, pod.namespace, name) if view is not None and kind in ("ReplicaSet", "Job") else None
     if entry is not None:
         if entry.owner_kind and entry.owner_name:
             return entry.owner_kind, entry.owner_name, entry.revision

@@ -79,7 +79,7 @@ class PodCompact(NamedTuple):
     ready_changed: str | None = None  # lastTransitionTime of ContainersReady (else Ready) when False
     started: str | None = None  # status.startTime
     seen_at: float | None = None  # epoch seconds when the connector first saw this version
-    owner: tuple | None = None  # controller reference (kind, name, uid): correlation.py resolves it
+    owner: tuple | None = None  # controller reference (kind, name): correlation.py resolves it
 
 
 def _termination(name: str, terminated: Mapping[str, Any], into: list) -> None:

@@ -34,7 +34,8 @@ def _correlation() -> Correlation:
                                 "annotations": {"deployment.kubernetes.io/revision": "7"},
                                 "ownerReferences": [{"kind": "Deployment", "name": "api", "controller": True,
                                                      "uid": "0d0d0d0d-1111-2222-3333-444455556666"}]}}
-    correlation.stores[("ReplicaSet", "shop")] = Store({RS_UID: project_owner("replicasets", replica_set)})
+    entry = project_owner("replicasets", replica_set)
+    correlation.stores[("ReplicaSet", "shop")] = Store({entry.uid: entry})
     old, new = deployment(rv="48090"), deployment(generation=2, image="example.com/app:1.1", rv="48100",
                                                    spec_written="2026-11-30T14:00:02Z")
     for obj, fields in ((old, "f:replicas"), (new, "f:template")):
