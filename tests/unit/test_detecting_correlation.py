@@ -10,7 +10,7 @@ from painchain_connector.detecting import detect, project
 from painchain_connector.model import DetectContext
 from painchain_connector.watching import Store
 from tests.unit.test_detecting_deployments import deployment
-from tests.unit.test_detecting_pods import pod, running, terminated_state, waiting
+from tests.unit.test_detecting_pods import pod, terminated_state, waiting
 
 OBSERVED = datetime(2024, 5, 2, 12, 0, 0, tzinfo=UTC)
 RS_UID, JOB_UID = "rs-0000-1111", "job-0000-1111"

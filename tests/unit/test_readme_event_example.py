@@ -38,7 +38,7 @@ def _correlation() -> Correlation:
     correlation.stores[("ReplicaSet", "shop")] = Store({entry.uid: entry})
     old, new = deployment(rv="48090"), deployment(generation=2, image="example.com/app:1.1", rv="48100",
                                                    spec_written="2026-11-30T14:00:02Z")
-    for obj, fields in ((old, "f:replicas"), (new, "f:template")):
+    for obj in (old, new):
         obj["metadata"].update(name="api", annotations={"deployment.kubernetes.io/revision": "6"}, generation=obj[
             "metadata"]["generation"] + 6)
         obj["spec"]["template"]["spec"]["containers"][0]["name"] = "app"
