@@ -125,8 +125,10 @@ class PodStream:
             "uid": pod.uid, "resourceVersion": str(self.rv), "creationTimestamp": created,
             "labels": {"app": pod.app, "pod-template-hash": pod.name.split("-")[-2][:10], "tier": "backend"},
             "annotations": {"kubernetes.io/psp": "eks.privileged", "prometheus.io/scrape": "true"},
+            # Every replica names its ReplicaSet's one uid, as in a real cluster.
             "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": pod.name.rsplit("-", 1)[0],
-                                 "uid": pod.uid[::-1], "controller": True, "blockOwnerDeletion": True}],
+                                 "uid": str(uuid.uuid5(uuid.NAMESPACE_OID, pod.namespace + "/" + pod.name.rsplit("-", 1)[0])),
+                                 "controller": True, "blockOwnerDeletion": True}],
             "managedFields": [{"manager": "kube-controller-manager", "operation": "Update", "apiVersion": "v1",
                                "time": created, "fieldsType": "FieldsV1",
                                "fieldsV1": {"f:metadata": {"f:labels": {".": {}, "f:app": {}}}}}],

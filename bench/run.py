@@ -169,6 +169,10 @@ def six(size):
          f"{d['ratio_to_raw']:.3f}", "< 2 KB", verdict(d["bytes_per_workload"] < 2048)),
         ("6", "  of which images, labels, spec for diffs (packed)", f"{d['packed_bytes_per_workload']:,.0f} B",
          f"without them {d['bytes_without_spec']:,.0f} B", "", "", "info"),
+        ("6", f"  owner index bytes per ReplicaSet ({r['index']['replicasets']:,})",
+         f"{r['index']['bytes_per_replicaset']:,.0f} B", f"decoded dict {r['index']['raw_dict_bytes_per_replicaset']:,.0f} B",
+         f"{r['index']['bytes_per_replicaset'] / r['index']['raw_dict_bytes_per_replicaset']:.3f}", "< 1 KB",
+         verdict(r["index"]["bytes_per_replicaset"] < 1000)),
     ]
     return r, rows
 

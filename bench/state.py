@@ -39,7 +39,51 @@ def _traced(build) -> tuple[object, int]:
 def bench_state(*, pods: int = 10_000) -> dict:
     result = _measure(_pods(pods))
     result["worst_case"] = _measure(_pods(pods, distinct=True))
+    result["index"] = _measure_index(pods // 5)
     return result
+
+
+def _replica_set(i: int) -> bytes:
+    """A ReplicaSet as the apiserver sends it (~2.5 KB: annotations, managedFields, template)."""
+    name, hash_ = f"app-{i % 200}-{i:08x}"[:40], f"{i:010x}"
+    template = {"metadata": {"labels": {"app": f"app-{i % 200}", "pod-template-hash": hash_}},
+                "spec": {"containers": [{"name": "main", "image": f"registry.example/app-{i % 200}:1.{i % 7}",
+                                         "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}},
+                                         "env": [{"name": f"E{k}", "value": "x" * 20} for k in range(8)]}]}}
+    return dumps({"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {
+        "name": name, "namespace": f"ns-{i % 5}", "uid": f"{i:08x}-0000-4000-8000-{i:012x}",
+        "resourceVersion": str(1000 + i), "generation": 3, "creationTimestamp": "2025-01-01T00:00:00Z",
+        "labels": template["metadata"]["labels"],
+        "annotations": {"deployment.kubernetes.io/revision": str(i % 40), "deployment.kubernetes.io/desired-replicas": "3",
+                        "deployment.kubernetes.io/max-replicas": "4"},
+        "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": f"app-{i % 200}",
+                             "uid": f"d{i % 200:07x}-0000-4000-8000-000000000000", "controller": True,
+                             "blockOwnerDeletion": True}],
+        "managedFields": [{"manager": "kube-controller-manager", "operation": "Update", "apiVersion": "apps/v1",
+                           "time": "2025-01-01T00:00:00Z", "fieldsType": "FieldsV1",
+                           "fieldsV1": {"f:metadata": {"f:annotations": {}}, "f:spec": {"f:replicas": {}}}}]},
+        "spec": {"replicas": 3, "selector": {"matchLabels": template["metadata"]["labels"]}, "template": template},
+        "status": {"replicas": 3, "fullyLabeledReplicas": 3, "readyReplicas": 3, "availableReplicas": 3,
+                   "observedGeneration": 3}})
+
+
+def _measure_index(n: int) -> dict:
+    """The owner index (correlating.py): what it keeps per ReplicaSet."""
+    from painchain_connector.correlating import project_owner
+
+    lines = [_replica_set(i) for i in range(n)]
+
+    def index():
+        store = {}
+        for line in lines:
+            entry = project_owner("replicasets", loads(line), 1.0)
+            store[entry.uid] = entry
+        return store
+
+    store, kept = _traced(index)
+    raw, raw_bytes = _traced(lambda: {i: loads(line) for i, line in enumerate(lines)})
+    del store, raw
+    return {"replicasets": n, "bytes_per_replicaset": kept / n, "raw_dict_bytes_per_replicaset": raw_bytes / n}
 
 
 def _measure(lines: list[bytes]) -> dict:

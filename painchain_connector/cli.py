@@ -32,6 +32,7 @@ _FLAGS = {  # flag -> (settings field, type, help)
     "--drain-timeout": ("drain_timeout", float, "seconds to drain delivery on stop (10)"),
     "--outbox-max": ("outbox_max", int, "events kept in memory for delivery (50000)"),
     "--event-repeat-window": ("event_repeat_window", float, "seconds within which repeats of one k8s Event are coalesced (300)"),
+    "--rollout-window": ("rollout_window", float, "seconds after a rollout within which a pod failure names it (900)"),
 }
 
 

@@ -42,6 +42,8 @@ class DetectContext:
     cluster: str
     observed_at: datetime  # when the change was observed (UTC); fallback timestamp only
     event_repeat_window: float = 300.0  # seconds; repeats of one k8s Event inside it are coalesced
+    rollout_window: float = 900.0  # seconds; a pod failure this soon after a rollout names it
+    correlation: Any = None  # detecting.correlation.CorrelationView of the cluster (owners, rollouts)
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from . import persisting
 from .clients import ClientCache
 from .clusters import ApiError, ListerWatcher, ReadLimits
 from .filtering import ClusterNotesBook, FilterBook, Filters, Gate, exists_checker
+from .correlating import WORKLOAD_RESOURCES, Correlations
 from .metrics import Metrics
 from .model import ALL_NAMESPACES, Route, WatchKey
 from .probing import ProbeSettings, StallProbe
@@ -137,6 +138,10 @@ class WatchPool:
         self.running: dict[WatchKey, _Running] = {}
         self.failed: dict[WatchKey, str] = {}  # keys that could not even start (bad credentials)
         self._checks = Group()
+        # Owner index watches (ReplicaSets, Jobs) beside each pods watch, and recent rollouts.
+        self.correlations = Correlations(
+            make_reflector=lambda cls, **kw: cls(emit=lambda _: None, timing=timing, metrics=metrics, sleep=sleep, **kw),
+            run=self._guarded, spawn=self._spawn_named)
         # With STATE_DIR: per-key Store + resourceVersion survive a restart, so the first
         # list after it is a diff (changes made while down are emitted), not a baseline.
         self.state_store = state_store
@@ -161,6 +166,13 @@ class WatchPool:
         for running in self.running.values():
             grouped.setdefault(running.spec.cluster.credential_fingerprint, []).append(running.reflector)
         return grouped
+
+    @staticmethod
+    def _spawn_named(fn, arg, name: str) -> Greenlet:
+        greenlet = Greenlet(fn, arg)
+        greenlet.name = name
+        greenlet.start()
+        return greenlet
 
     def _spawn_check(self, fn, *args) -> None:
         self._checks.spawn(fn, *args)
@@ -264,6 +276,8 @@ class WatchPool:
                     still_exists=exists_checker(api, resource=key.resource, connect_timeout=self.clients.connect_timeout)
                     if spec.label_selector else None,
                     counted=lambda reason, n: self.metrics.changes_filtered.labels(reason).inc(n))
+        correlation = self.correlations.acquire(key, api=api, connect_timeout=self.clients.connect_timeout)
+        emit = self.make_emit(spec.route)
         reflector = Reflector(
             key=key,
             lister_watcher=ListerWatcher(
@@ -273,13 +287,14 @@ class WatchPool:
             ),
             project=gate.project,
             detect=gate.detect,
-            emit=self.make_emit(spec.route),
+            emit=correlation.recording(emit) if key.resource in WORKLOAD_RESOURCES else emit,
             timing=self.timing,
             metrics=self.metrics,
             store=store,
             resource_version=rv,
             sleep=self.sleep,
         )
+        reflector.correlation = correlation
         greenlet = Greenlet(self._guarded, reflector)
         greenlet.name = f"watch:{key}"
         self.running[key] = _Running(spec, reflector, greenlet)
@@ -353,6 +368,7 @@ class WatchPool:
             logger.bind(**key.log_context()).error("watch {} did not stop within {} s", key, self.stop_timeout)
         running.reflector.close()
         self.notes.release(running.spec.cluster)
+        self.correlations.release(key)
         self.clients.release(running.spec.cluster, integration_id=key.integration_id)
         return running.greenlet.dead
 

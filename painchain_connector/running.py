@@ -76,6 +76,7 @@ class Connector:
                 page_size=settings.list_page_size,
                 forbidden_retry=settings.resync_interval,
                 event_repeat_window=settings.event_repeat_window,
+                rollout_window=settings.rollout_window,
             ),
             metrics=self.metrics,
             connect_timeout=settings.connect_timeout,

@@ -76,6 +76,7 @@ class Settings:
     post_timeout: float = 10.0
     # detection
     event_repeat_window: float = 300.0  # k8s Event repeats coalesced within this window
+    rollout_window: float = 900.0  # a pod failure this soon after its workload's rollout names it
     # sharding: off unless shard_lease_namespace is set (README "Scaling out")
     shard_lease_namespace: str | None = None  # host-cluster namespace of the group's Leases
     shard_group: str = "painchain-kubernetes"  # replicas of one group share the integrations
@@ -177,6 +178,7 @@ class _SettingsSchema(Schema):
     outbox_max = fields.Integer(validate=validate.Range(min=10))
     post_timeout = fields.Float(validate=validate.Range(min=0.1, max=600))
     event_repeat_window = fields.Float(validate=validate.Range(min=0))
+    rollout_window = fields.Float(validate=validate.Range(min=0))
     metrics_per_integration = fields.Boolean()
     shard_lease_namespace = fields.String(allow_none=True, validate=validate.Regexp(
         _DNS_LABEL, error="must be a namespace name (lower-case letters, digits, '-')"))
@@ -255,6 +257,7 @@ ENV_VARS: dict[str, str] = {
     "OUTBOX_MAX": "outbox_max",
     "POST_TIMEOUT": "post_timeout",
     "EVENT_REPEAT_WINDOW": "event_repeat_window",
+    "ROLLOUT_WINDOW": "rollout_window",
     "METRICS_PER_INTEGRATION": "metrics_per_integration",
     "SHARD_LEASE_NAMESPACE": "shard_lease_namespace",
     "SHARD_GROUP": "shard_group",

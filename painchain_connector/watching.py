@@ -93,6 +93,7 @@ class WatchTiming:
     list_read_timeout: float = 60.0
     forbidden_retry: float = 60.0  # = the re-sync interval
     event_repeat_window: float = 300.0
+    rollout_window: float = 900.0  # a pod failure this soon after its workload's rollout names it
 
 
 class Reflector:
@@ -144,6 +145,7 @@ class Reflector:
         self._interrupted: str | None = None
         self._applied_since_list = 0
         self._ctx_cached: DetectContext | None = None
+        self.correlation = None  # correlating.Correlation of this cluster, read by detection
 
     # -- the loop ---------------------------------------------------------------------
 
@@ -365,6 +367,8 @@ class Reflector:
                 cluster=self.key.cluster,
                 observed_at=self.wallclock(),
                 event_repeat_window=self.timing.event_repeat_window,
+                rollout_window=self.timing.rollout_window,
+                correlation=self.correlation,
             )
         return self._ctx_cached
 

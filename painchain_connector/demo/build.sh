@@ -4,18 +4,25 @@
 # Debian's golang-go (1.19). Needs only the Debian archive (apt). Run as root.
 #
 # Usage: build.sh [WORKDIR]   (default ${XDG_CACHE_HOME:-$HOME/.cache}/painchain-envtest)
-# Result: $WORKDIR/bin/kube-apiserver  (+ etcd from the etcd-server package)
-# A second run with both binaries present returns at once (the cache).
+# Result: $WORKDIR/bin/kube-apiserver, kube-controller-manager, kube-scheduler
+#         (+ etcd from the etcd-server package)
+# A second run with every binary present returns at once (the cache); a cache
+# holding only kube-apiserver (older versions of this script) builds just the
+# two controllers, reusing the unpacked tree and Go's build cache.
 # Adapted from ../shared/envtest/build.sh (the project owns this copy).
 set -euo pipefail
 
 W="${1:-${XDG_CACHE_HOME:-$HOME/.cache}/painchain-envtest}"
 log() { echo "[envtest-build $(date +%H:%M:%S)] $*"; }
-if [[ -x $W/bin/kube-apiserver ]] && command -v etcd >/dev/null && command -v etcdctl >/dev/null; then
-  log "cached: $W/bin/kube-apiserver ($("$W/bin/kube-apiserver" --version))"
+BINARIES=(kube-apiserver kube-controller-manager kube-scheduler)
+missing=()
+for b in "${BINARIES[@]}"; do [[ -x $W/bin/$b ]] || missing+=("$b"); done
+if [[ ${#missing[@]} -eq 0 ]] && command -v etcd >/dev/null && command -v etcdctl >/dev/null; then
+  log "cached: $(IFS=,; echo "${BINARIES[*]}") in $W/bin ($("$W/bin/kube-apiserver" --version))"
   exit 0
 fi
-log "building kube-apiserver into $W (first run only: ~9 min on 2 cores)"
+[[ ${#missing[@]} -gt 0 ]] || missing=(kube-apiserver)   # only etcd missing: apt below
+log "building ${missing[*]} into $W (first run only: ~9 min for kube-apiserver on 2 cores, controllers extra)"
 mkdir -p "$W/src" "$W/bin"
 
 # 1. deb-src entry (same mirrors as the binary entries) + tools
@@ -67,9 +74,15 @@ mkdir -p .go/src/k8s.io
 export CGO_ENABLED=0 HOME="$W/home" GOFLAGS= GO111MODULE=off
 mkdir -p "$HOME"
 
-log "make WHAT=cmd/kube-apiserver (the long step)"
-make WHAT=cmd/kube-apiserver
-install -m 0755 _output/bin/kube-apiserver "$W/bin/kube-apiserver"
+# kube-controller-manager and kube-scheduler: the tests' real controllers
+# (Deployments, ReplicaSets, StatefulSets, ... and binding pods to fake Nodes).
+# One make call shares the code generators and Go's build cache.
+whats=$(printf 'cmd/%s ' "${missing[@]}")
+log "make WHAT=\"${whats% }\" (the long step)"
+make WHAT="${whats% }"
+for b in "${missing[@]}"; do
+  install -m 0755 "_output/bin/$b" "$W/bin/$b"
+  ls -la "$W/bin/$b"
+done
 ln -sf /usr/bin/etcd "$W/bin/etcd"
 "$W/bin/kube-apiserver" --version
-ls -la "$W/bin/kube-apiserver"

@@ -145,8 +145,9 @@ class ControlPlane:
                  user_pool_size: int = USER_POOL_SIZE, die_with_parent: bool = True,
                  own_session: bool = False, etcd_proxy: Path | None = None,
                  run_dir_prefix: str = "painchain-envtest-", label: str = "envtest",
-                 extra_apiserver_args: tuple[str, ...] = ()):
+                 extra_apiserver_args: tuple[str, ...] = (), controllers: bool = False):
         self.label = label  # prefix of the progress lines
+        self.controllers = controllers  # + kube-controller-manager, kube-scheduler, fake Nodes (controllers.py)
         self._given_run_dir = Path(run_dir) if run_dir else None
         self.run_dir_prefix = run_dir_prefix
         self.etcd_proxy = etcd_proxy
@@ -225,6 +226,10 @@ class ControlPlane:
                 self._stop_processes()
                 if attempt == 2:
                     raise ControlPlaneError("ports kept being taken by other processes") from None
+        if self.controllers:
+            from .controllers import start_controllers
+
+            start_controllers(self)
         self.timings["start_s"] = time.monotonic() - t0
         print(f"[{self.label}] control plane ready in {self.timings['start_s']:.1f}s "
               f"(etcd {self.timings['etcd_ready_s']:.1f}s) at {self.server}, run dir {self.run_dir}",
@@ -369,7 +374,7 @@ class ControlPlane:
 
     def _stop_processes(self) -> None:
         # The apiserver first: it would log etcd errors for as long as it outlived etcd.
-        for name in ("kube-apiserver", "etcd-proxy", "etcd"):
+        for name in ("kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd-proxy", "etcd"):
             self._stop_process(name)
 
 

@@ -41,7 +41,8 @@ RESOURCES = {r.plural: r for r in [
     Resource("configmaps", CORE), Resource("serviceaccounts", CORE), Resource("secrets", CORE),
     Resource("namespaces", CORE, namespaced=False), Resource("nodes", CORE, namespaced=False),
     Resource("deployments", APPS), Resource("statefulsets", APPS), Resource("daemonsets", APPS),
-    Resource("replicasets", APPS),
+    Resource("replicasets", APPS), Resource("controllerrevisions", APPS),
+    Resource("jobs", "/apis/batch/v1"), Resource("cronjobs", "/apis/batch/v1beta1"),  # 1.20: CronJob is v1beta1
     Resource("roles", RBAC), Resource("rolebindings", RBAC),
     Resource("clusterroles", RBAC, namespaced=False), Resource("clusterrolebindings", RBAC, namespaced=False),
 ]}

@@ -165,13 +165,14 @@ def steps(kube: Kube, namespace: str = NAMESPACE) -> list[Step]:
             Beat(lambda: kube.create("services", ns, canary_service(BAD)), (f"Service Created: {APP}-canary",)),
         )),
         Step("The new version crashes at start-up; the kubelet restarts it, then backs off, and warns.", (
-            Beat(crashed, (f"Pod Container Terminated: {bad} (main: exit 1, Error)",)),
+            # A failure this soon after the rollout names it (the stand-in writes no revision).
+            Beat(crashed, (f"Pod Container Terminated: {bad} (main: exit 1, Error) after rollout of Deployment {APP}",)),
             # One status update per change: the kubelet's own updates are this fine-grained, and the
             # events stay one per update whether or not detection merges a crash with its back-off.
             Beat(lambda: ctl.restarted(bad, BAD, restarts=1, last=crash["last"]),
                  (f"Pod Restarted: {bad} (restarts 0 → 1)",)),
             Beat(lambda: ctl.back_off(bad, BAD, restarts=1, last=crash["last"], delay="10s"),
-                 (f"Pod CrashLoopBackOff: {bad}",)),
+                 (f"Pod CrashLoopBackOff: {bad} after rollout of Deployment {APP}",)),
             Beat(lambda: ctl.warning(bad, reason="BackOff", message="Back-off restarting failed container"),
                  (f"K8s Event [Warning]: BackOff - Pod/{bad}",)),
         )),

@@ -15,6 +15,7 @@ from typing import Any
 
 from ..model import Change, DetectContext
 from . import deployments, events, pods, services
+from .correlated import correlated
 from .events import EventCompact
 from .pods import PodCompact
 from .services import ServiceCompact
@@ -35,6 +36,7 @@ _MODULES = {
 RESOURCES: Mapping[str, str] = {name: getattr(m, "KIND", None) or m.kind for name, m in _MODULES.items()}
 _PROJECT: dict[str, Callable[[Mapping[str, Any], float | None], Compact]] = {name: m.project for name, m in _MODULES.items()}
 _DETECT = {name: m.detect for name, m in _MODULES.items()}
+correlated(_PROJECT, _DETECT)  # owners, revisions, rollouts and field managers in the data
 
 __all__ = ["RESOURCES", "Compact", "detect", "project"]
 

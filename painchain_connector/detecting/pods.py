@@ -27,6 +27,7 @@ from .common import (
     project_labels,
     share_items,
 )
+from .correlation import controller_ref
 from .containers import KIND, Fact, container_change, pod_data, restarted_fact, terminated_fact, waiting_fact, where
 
 PENDING = "Pending"
@@ -78,6 +79,7 @@ class PodCompact(NamedTuple):
     ready_changed: str | None = None  # lastTransitionTime of ContainersReady (else Ready) when False
     started: str | None = None  # status.startTime
     seen_at: float | None = None  # epoch seconds when the connector first saw this version
+    owner: tuple | None = None  # controller reference (kind, name): correlation.py resolves it
 
 
 def _termination(name: str, terminated: Mapping[str, Any], into: list) -> None:
@@ -178,6 +180,7 @@ def project(obj: Mapping[str, Any], seen_at: float | None = None) -> PodCompact:
         ready_changed=ready_changed,
         started=status.get("startTime"),
         seen_at=seen_at,
+        owner=controller_ref(meta),
     )
 
 

@@ -30,6 +30,7 @@ class ServiceCompact(NamedTuple):
     ports: tuple  # ((name, port, targetPort, protocol, nodePort), ...)
     labels: tuple
     seen_at: float | None = None  # epoch seconds when the connector first saw this version
+    owners: tuple = ()  # correlation.field_owners: (creator, ...) field managers
 
 
 def project(obj: Mapping[str, Any], seen_at: float | None = None) -> ServiceCompact:

@@ -63,6 +63,14 @@ class WorkloadCompact(NamedTuple):
     # None when projected by a version that did not keep it (a persisted state from
     # before): then no diff is guessed.
     cold: bytes | None = None
+    # correlation.py: revision annotation, change cause, status update/current revisions,
+    # field owners (creator, spec, replicas, template, images) and the pod template's digest
+    revision: str | None = None
+    change_cause: str | None = None
+    update_revision: str | None = None
+    current_revision: str | None = None
+    owners: tuple = ()
+    template_digest: bytes = b""
 
     @property
     def images(self) -> tuple:

@@ -64,6 +64,33 @@ DATA_PROPERTIES: dict = {
                     "old": {"description": "the value before (absent when added or hidden)"},
                     "new": {"description": "the value after (absent when removed or hidden)"}}}},
     "involvedObject": {"type": "object", "description": "the object a Kubernetes Event is about: kind, name, namespace"},
+    # correlation (detecting/correlation.py)
+    "owner": {"type": "object", "description": "Pod events: the top-level workload through ownerReferences "
+              "(Deployment via its ReplicaSet, StatefulSet, DaemonSet, CronJob via its Job, a bare ReplicaSet or "
+              "Job); absent for a bare pod",
+              "properties": {"kind": {"type": "string"}, "name": {"type": "string"}}, "required": ["kind", "name"]},
+    "ownerSummary": {"type": "string", "description": "owner in one line: 'Deployment api'"},
+    "revision": {"type": "string", "description": "Deployment events: deployment.kubernetes.io/revision (an Updated "
+                 "event of a pod-template change: the revision it starts); Pod events of a Deployment: its "
+                 "ReplicaSet's revision (absent without permission to list ReplicaSets)"},
+    **_fields("string", "changeCause", "Deployment events: the kubernetes.io/change-cause annotation"),
+    **_fields("string", "updateRevision currentRevision", "StatefulSet/DaemonSet events: the status' revisions"),
+    **_fields("string", "podTemplateHash controllerRevisionHash", "Pod events: the pod's pod-template-hash / "
+              "controller-revision-hash label"),
+    "changedBy": {"type": "string", "description": "Created/Scaled/Updated of workloads, Created of Services: the "
+                  "tool (managedFields manager) owning the changed fields: kubectl, helm, argocd, "
+                  "kustomize-controller, ...; absent when no managedFields entry recorded the change"},
+    "fieldManager": {"type": "string", "description": "the raw manager name when changedBy shortens it "
+                     "(kubectl-edit, kubectl-client-side-apply, ...)"},
+    "rollout": {"type": "object", "description": "Pod failures (CrashLoopBackOff, image pull, non-zero exit, "
+                "Evicted, Failed) within ROLLOUT_WINDOW after their workload's Updated event: that rollout",
+                "properties": {"kind": {"type": "string"}, "name": {"type": "string"}, "revision": {"type": "string"},
+                               "startedAt": {"type": "string", "format": "date-time"},
+                               "externalId": {"type": "string", "description": "the workload's Updated event"},
+                               "images": {"type": "array"}},
+                "required": ["kind", "name", "startedAt", "externalId"]},
+    "rolloutSummary": {"type": "string", "description": "rollout in one line: 'Deployment api to revision 7, "
+                       "started <time>'"},
 }
 
 

@@ -14,7 +14,9 @@ OVERLAYS = ("single", "sharded", "namespaced-rbac")
 PLURAL = {"Namespace": "namespaces", "ServiceAccount": "serviceaccounts", "ClusterRole": "clusterroles",
           "ClusterRoleBinding": "clusterrolebindings", "Role": "roles", "RoleBinding": "rolebindings",
           "Deployment": "deployments", "StatefulSet": "statefulsets", "Service": "services"}
-WATCHED = {(r, v) for r in ("pods", "services", "events", "deployments", "statefulsets", "daemonsets")
+# + the owner index (correlating.py): ReplicaSets and Jobs, read to name a pod's workload
+WATCHED = {(r, v) for r in ("pods", "services", "events", "deployments", "statefulsets", "daemonsets",
+                            "replicasets", "jobs")
            for v in ("get", "list", "watch")}
 
 

@@ -2,6 +2,8 @@
 
 Fixtures (see each docstring):
     control_plane     session   ControlPlane (etcd + kube-apiserver), started once
+    controllers_plane session   a second one that also runs the real controllers and scheduler
+    controllers_kube  session   Kube admin client of controllers_plane
     kube              session   Kube admin client on raw dicts
     namespace         function  a fresh namespace name (never waited on when deleted)
     restricted_token  function  factory: a pool user's token bound to a Role you describe
@@ -30,7 +32,7 @@ from tests.envtest.controlplane import ControlPlane
 from tests.envtest.kube import Kube, KubeError, resource
 from tests.envtest.proxy import FaultyProxy
 
-__all__ = ["control_plane", "kube", "namespace", "restricted_token", "kubeconfig", "proxy",
+__all__ = ["control_plane", "controllers_plane", "controllers_kube", "kube", "namespace", "restricted_token", "kubeconfig", "proxy",
            "force_gone", "envtest_user_pool"]
 
 SCRATCH_NAMESPACE = "envtest-scratch"
@@ -63,6 +65,27 @@ def control_plane(request):
         cp.start()
     yield cp
     cp.stop()
+
+
+@pytest.fixture(scope="session")
+def controllers_plane(request):
+    """etcd + kube-apiserver + kube-controller-manager + kube-scheduler + 2 fake Nodes:
+    a separate plane, because the tests on `control_plane` write statuses by hand and a
+    real controller would overwrite them. The tests play the kubelet (pods' /status)."""
+    cp = ControlPlane(controllers=True, etcd_proxy=None, label="envtest+controllers")
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled():
+        cp.start()
+    yield cp
+    cp.stop()
+
+
+@pytest.fixture(scope="session")
+def controllers_kube(controllers_plane):
+    client = Kube(server=controllers_plane.server, ca_file=controllers_plane.ca_file,
+                  token=controllers_plane.admin_token)
+    yield client
+    client.close()
 
 
 @pytest.fixture(scope="session")

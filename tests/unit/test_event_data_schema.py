@@ -9,6 +9,7 @@ import jsonschema
 from painchain_connector.detecting import detect, project
 from painchain_connector.model import Route
 from painchain_connector.schemas.event import to_outgoing
+from tests.unit import test_detecting_correlation as correlated
 from tests.unit import test_detecting_deployments as deployments
 from tests.unit import test_detecting_events as events
 from tests.unit import test_detecting_pods as pods
@@ -27,6 +28,11 @@ def _changes():
                                deployments.deployment(generation=2, replicas=5, image="x:2", observed=1, rv="101"))[0]
     yield from detect("services", None, project("services", services.service()), deleted=False, ctx=services.CTX)[0]
     yield from events.feed(events.event())[0]
+    yield from deployments.run(deployments.deployment(), start_new=True)[0]
+    correlation = correlated.indexed(("ReplicaSet", correlated.owner_object(
+        correlated.RS_UID, "web-7d9f", ("Deployment", "web"), "2")))
+    correlated.rollout_update(correlation)
+    yield from correlated.crash(correlated.DEPLOYMENT_POD, context=correlated.ctx(correlation))
 
 
 def test_every_kind_of_event_data_matches_the_published_schema_and_reads_in_one_line():
@@ -37,7 +43,9 @@ def test_every_kind_of_event_data_matches_the_published_schema_and_reads_in_one_
         summary = body["data"]["summary"]
         assert summary and "\n" not in summary and "None" not in summary, summary
         seen.add(change.reason)
-    assert seen >= {"CrashLoopBackOff", "Created", "Evicted", "Scaled", "Updated", "BackOff"}
+        seen.update(key for key in ("owner", "rollout", "changedBy", "revision") if key in body["data"])
+    assert seen >= {"CrashLoopBackOff", "Created", "Evicted", "Scaled", "Updated", "BackOff",
+                    "owner", "rollout", "changedBy", "revision"}
 
 
 def test_a_documented_field_with_the_wrong_type_fails_the_schema():
