@@ -108,7 +108,8 @@ def canary_service(image: str) -> dict:
 
 
 def image_patch(image: str) -> dict:
-    return {"spec": {"template": {"spec": {"containers": [{"name": "main", "image": image}]}}}}
+    """`kubectl set image`: only the image changes (a merge patch replaces the whole list)."""
+    return {"spec": {"template": {"spec": {"containers": deployment(image, 0)["spec"]["template"]["spec"]["containers"]}}}}
 
 
 def steps(kube: Kube, namespace: str = NAMESPACE) -> list[Step]:
@@ -159,7 +160,7 @@ def steps(kube: Kube, namespace: str = NAMESPACE) -> list[Step]:
                  (f"Pod Created: {good[2]}",)),
         )),
         Step(f"A new image, {BAD}, rolls out: its first pod starts, with a canary Service in front of it.", (
-            Beat(lambda: update(image_patch(BAD)), (f"Deployment Updated: {APP}",)),
+            Beat(lambda: update(image_patch(BAD)), (f"Deployment Updated: {APP}: containers[main].image {GOOD} → {BAD}",)),
             Beat(lambda: (start_pods(BAD, (0,), 1), status(replicas=4, updated=1, ready=3, complete=False)),
                  (f"Pod Created: {bad}",)),
             Beat(lambda: kube.create("services", ns, canary_service(BAD)), (f"Service Created: {APP}-canary",)),
@@ -177,7 +178,7 @@ def steps(kube: Kube, namespace: str = NAMESPACE) -> list[Step]:
                  (f"K8s Event [Warning]: BackOff - Pod/{bad}",)),
         )),
         Step(f"kubectl rollout undo deployment {APP}: back to {GOOD}; the canary Service is deleted.", (
-            Beat(lambda: update(image_patch(GOOD)), (f"Deployment Updated: {APP}",)),
+            Beat(lambda: update(image_patch(GOOD)), (f"Deployment Updated: {APP}: containers[main].image {BAD} → {GOOD}",)),
             Beat(roll_back_pods, (f"Pod Deleted: {bad}",)),
             Beat(lambda: status(replicas=3, updated=3, ready=3, complete=True),
                  (f"Deployment Rollout Complete: {APP}",)),

@@ -43,6 +43,9 @@ class OwnerEntry(NamedTuple):
     seen_at: float | None = None
 
 
+SECOND = timedelta(seconds=1)
+
+
 class Rollout(NamedTuple):
     """A workload's Updated event, as recorded for later pod failures."""
 
@@ -254,10 +257,12 @@ def _rollout(change: Change, owner: tuple, pod: Any, view: CorrelationView) -> R
     kind, name, revision = owner
     if kind not in ROLLOUT_KINDS:
         return None
-    stamp = change.timestamp
+    # Kubernetes stamps a failure to the second (finishedAt), while an Updated event may
+    # carry the sub-second time it was observed: a failure in the same second still follows.
+    stamp = change.timestamp + SECOND
     found = None
     for rollout in view.rollouts(pod.namespace, kind, name):
-        if rollout.started_at <= stamp and (found is None or rollout.started_at > found.started_at):
+        if rollout.started_at < stamp and (found is None or rollout.started_at > found.started_at):
             found = rollout
     return found
 

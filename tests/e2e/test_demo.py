@@ -19,6 +19,7 @@ from painchain_connector.demo.kube import Kube
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
+GOOD, NEW = "ghcr.io/example/web:1.4.0", "ghcr.io/example/web:1.5.0"
 BAD = "web-85x8kthhng-kx2nv"  # the crash-looping pod of ghcr.io/example/web:1.5.0 (names are deterministic)
 STORY = [
     "Deployment Created: web",
@@ -27,14 +28,14 @@ STORY = [
     "Deployment Rollout Complete: web",
     "Deployment Scaled: web (2 → 3)",
     "Pod Created: web-98kzsmqbfk-7dr8r",
-    "Deployment Updated: web",
+    f"Deployment Updated: web: containers[main].image {GOOD} → {NEW}",
     f"Pod Created: {BAD}",
     "Service Created: web-canary",
     f"Pod Container Terminated: {BAD} (main: exit 1, Error) after rollout of Deployment web",
     f"Pod Restarted: {BAD} (restarts 0 → 1)",
     f"Pod CrashLoopBackOff: {BAD} after rollout of Deployment web",
     f"K8s Event [Warning]: BackOff - Pod/{BAD}",
-    "Deployment Updated: web",
+    f"Deployment Updated: web: containers[main].image {NEW} → {GOOD}",
     f"Pod Deleted: {BAD}",
     "Deployment Rollout Complete: web",
     "Service Deleted: web-canary",
