@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ._log import logger
-from .clusters import ApiError, ListerWatcher
+from .clusters import ApiError, ListerWatcher, ReadLimits
 from .detecting.correlation import OwnerEntry, Rollout, controller_ref, rollout_of, REVISION
 from .model import Change, WatchKey
 from .resources import ResourceType
@@ -157,7 +157,9 @@ class Correlations:
         self.users: dict[tuple[str, str], set[WatchKey]] = {}
         self.indexes: dict[WatchKey, tuple[IndexReflector, Any]] = {}
 
-    def acquire(self, key: WatchKey, *, api, connect_timeout: float) -> Correlation:
+    def acquire(self, key: WatchKey, *, api, connect_timeout: float, limits: ReadLimits = ReadLimits()) -> Correlation:
+        """The cluster's Correlation; a pods watch also starts its namespace's index watches,
+        bounded by the same read `limits` as every watch (a tenant's answers, whatever asked)."""
         cluster = (key.integration_id, key.cluster)
         correlation = self.by_cluster.get(cluster)
         if correlation is None:
@@ -172,7 +174,8 @@ class Correlations:
                 correlation.stores[(rt.kind, key.namespace)] = store
                 reflector = self._make_reflector(
                     IndexReflector, correlation=correlation, key=index_key, store=None,
-                    lister_watcher=ListerWatcher(api, path=rt.path(key.namespace), connect_timeout=connect_timeout))
+                    lister_watcher=ListerWatcher(api, path=rt.path(key.namespace), connect_timeout=connect_timeout,
+                                                 limits=limits))
                 reflector.store = store
                 self.indexes[index_key] = (reflector, self._spawn(self._run, reflector, f"index:{index_key}"))
         return correlation

@@ -34,7 +34,7 @@ from gevent import Greenlet
 
 from . import detecting
 from ._log import logger
-from .clusters import ApiError, Forbidden, Gone, ListerWatcher, Unauthorized
+from .clusters import ApiError, Forbidden, Gone, ListerWatcher, Oversized, ReadLimits, Unauthorized
 from .model import Change, DetectContext
 from .resources import RESOURCE_TYPES
 from .watching import Backoff
@@ -189,8 +189,10 @@ class NamespaceWatch:
 
     def __init__(self, *, api, notes: ClusterNotes, label: str, connect_timeout: float,
                  watch_timeout: float = 300.0, forbidden_retry: float = 600.0,
+                 limits: ReadLimits = ReadLimits(),
                  sleep: Callable[[float], None] = gevent.sleep) -> None:
-        self.lw = ListerWatcher(api, path=NAMESPACES_PATH, connect_timeout=connect_timeout)
+        # bounded like every read of a tenant's cluster (sizes, pages, objects)
+        self.lw = ListerWatcher(api, path=NAMESPACES_PATH, connect_timeout=connect_timeout, limits=limits)
         self.notes = notes
         self.label = label
         self.watch_timeout = watch_timeout
@@ -231,8 +233,15 @@ class NamespaceWatch:
 
     def relist(self) -> str:
         ignored, token, resource_version = set(), None, ""
+        limits, pages, seen = self.lw.limits, 0, 0
         while True:
+            pages += 1
+            if pages > limits.max_list_pages:
+                raise Oversized(f"the namespace list has more than {limits.max_list_pages} pages (MAX_LIST_PAGES)")
             page = self.lw.list_page(limit=500, continue_token=token)
+            seen += len(page.items)
+            if seen > limits.max_list_objects:
+                raise Oversized(f"the namespace list has more than {limits.max_list_objects} objects (MAX_LIST_OBJECTS)")
             ignored.update(ns["metadata"]["name"] for ns in page.items if annotated(ns))
             resource_version, token = page.resource_version, page.continue_token
             if not token:
@@ -263,9 +272,11 @@ class NamespaceWatch:
 class ClusterNotesBook:
     """ClusterNotes and their NamespaceWatch per credential set, counted by the watches using them."""
 
-    def __init__(self, *, connect_timeout: float, watch_namespaces: bool = True) -> None:
+    def __init__(self, *, connect_timeout: float, watch_namespaces: bool = True,
+                 limits: ReadLimits = ReadLimits()) -> None:
         self.connect_timeout = connect_timeout
         self.watch_namespaces = watch_namespaces
+        self.limits = limits
         self._entries: dict[str, list] = {}  # credential fingerprint -> [notes, refcount, greenlet]
 
     def acquire(self, cluster, api) -> ClusterNotes:
@@ -276,7 +287,7 @@ class ClusterNotesBook:
             greenlet = None
             if self.watch_namespaces:
                 watch = NamespaceWatch(api=api, notes=notes, label=f"cluster {cluster.name!r}",
-                                       connect_timeout=self.connect_timeout)
+                                       connect_timeout=self.connect_timeout, limits=self.limits)
                 greenlet = Greenlet(watch.run)
                 greenlet.name = f"namespaces:{cluster.name}"
                 greenlet.start()

@@ -128,7 +128,8 @@ class WatchPool:
         self.clock = clock
         self.clients = ClientCache(connect_timeout=connect_timeout, spawn_check=self._spawn_check, egress=egress)
         self.filters = FilterBook()  # exclusions, read live by every watch's Gate
-        self.notes = ClusterNotesBook(connect_timeout=connect_timeout, watch_namespaces=watch_namespaces)
+        self.notes = ClusterNotesBook(connect_timeout=connect_timeout, watch_namespaces=watch_namespaces,
+                                      limits=limits)
         # The Stores of stopped watches, kept for `state_retention` seconds: an integration
         # that comes back (re-activated, a typo fixed) relists and diffs instead of
         # re-baselining, so what changed while it was stopped is still reported.
@@ -276,7 +277,8 @@ class WatchPool:
                     still_exists=exists_checker(api, resource=key.resource, connect_timeout=self.clients.connect_timeout)
                     if spec.label_selector else None,
                     counted=lambda reason, n: self.metrics.changes_filtered.labels(reason).inc(n))
-        correlation = self.correlations.acquire(key, api=api, connect_timeout=self.clients.connect_timeout)
+        correlation = self.correlations.acquire(key, api=api, connect_timeout=self.clients.connect_timeout,
+                                                limits=self.limits)
         emit = self.make_emit(spec.route)
         reflector = Reflector(
             key=key,
