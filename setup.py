@@ -21,6 +21,9 @@ setup(
         "PyYAML>=6",
         # the watch path decodes every event: orjson is the maintained fast JSON codec
         "orjson>=3.9",
+        # watch events decode straight into typed Structs (only the fields detection
+        # reads), and outgoing events are encoded by it: the maintained typed codec
+        "msgspec>=0.18",
     ],
     extras_require={
         # apispec generates the published JSON Schemas from the marshmallow schemas
