@@ -25,6 +25,7 @@ from painchain_connector import detecting
 from painchain_connector.clusters import ListerWatcher, build_api_client
 from painchain_connector.metrics import Metrics
 from painchain_connector.model import Route, WatchKey
+from painchain_connector.objects import SHAPES, Pod, decode_event
 from painchain_connector.schemas.event import to_outgoing
 from painchain_connector.schemas.integration import Cluster
 from painchain_connector.watching import Reflector, Store, WatchTiming
@@ -66,7 +67,7 @@ class _Setup:
             os.unlink(w.file)
 
     def lister_watcher(self, workload: _Workload) -> ListerWatcher:
-        return ListerWatcher(self.api, path=workload.path, connect_timeout=5.0)
+        return ListerWatcher(self.api, path=workload.path, connect_timeout=5.0, shape=SHAPES["pods"])
 
     def reflector(self, workload: _Workload, emit) -> Reflector:
         return Reflector(
@@ -124,11 +125,16 @@ def _run(setup: _Setup, *, events: int, rounds: int, profile_to: str | None) -> 
         for line in workload.lines:
             loads(line)
 
+    def decode_only(workload: _Workload):
+        for line in workload.lines:
+            decode_event(line, Pod)
+
     storm, routine = setup.storm, setup.routine
     tests = {
         "json": lambda: json_only(storm),
         "pipeline": lambda: pipeline(storm),
         "transport": lambda: transport(storm),
+        "decode": lambda: decode_only(storm),
         "routine_json": lambda: json_only(routine),
         "routine": lambda: pipeline(routine),
     }

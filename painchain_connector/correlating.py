@@ -16,13 +16,14 @@ Updated events on their way to the outbox: bounded per workload and in total.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from ._log import logger
 from .clusters import ApiError, ListerWatcher, ReadLimits
 from .detecting.correlation import OwnerEntry, Rollout, controller_ref, rollout_of, REVISION
 from .model import Change, WatchKey
+from .objects import Owner, shaped
 from .resources import ResourceType
 from .watching import Emit, Reflector, Store
 
@@ -41,15 +42,15 @@ _DEGRADED = {
 }
 
 
-def project_owner(_resource: str, obj: Mapping[str, Any], seen_at: float | None = None) -> OwnerEntry:
-    meta = obj.get("metadata") or {}
+def project_owner(_resource: str, obj: Owner | dict, seen_at: float | None = None) -> OwnerEntry:
+    meta = shaped(obj, Owner).metadata
     ref = controller_ref(meta)
-    revision = (meta.get("annotations") or {}).get(REVISION)
+    revision = (meta.annotations or {}).get(REVISION)
     return OwnerEntry(
-        uid=f"{meta.get('namespace') or ''}/{meta.get('name') or ''}",  # the Store key: pods name owners
-        namespace=meta.get("namespace") or "",
-        name=meta.get("name") or "",
-        resource_version=meta.get("resourceVersion") or "",
+        uid=f"{meta.namespace or ''}/{meta.name or ''}",  # the Store key: pods name owners
+        namespace=meta.namespace or "",
+        name=meta.name or "",
+        resource_version=meta.resource_version or "",
         owner_kind=ref[0] if ref else None,
         owner_name=ref[1] if ref else None,
         revision=int(revision) if revision and revision.isdigit() else None,
@@ -175,7 +176,7 @@ class Correlations:
                 reflector = self._make_reflector(
                     IndexReflector, correlation=correlation, key=index_key, store=None,
                     lister_watcher=ListerWatcher(api, path=rt.path(key.namespace), connect_timeout=connect_timeout,
-                                                 limits=limits))
+                                                 limits=limits, shape=Owner))
                 reflector.store = store
                 self.indexes[index_key] = (reflector, self._spawn(self._run, reflector, f"index:{index_key}"))
         return correlation

@@ -36,6 +36,7 @@ from . import detecting
 from ._log import logger
 from .clusters import ApiError, Forbidden, Gone, ListerWatcher, Oversized, ReadLimits, Unauthorized
 from .model import Change, DetectContext
+from .objects import SHAPES, Event, ObjectReference, Owner, Status, shaped
 from .resources import RESOURCE_TYPES
 from .watching import Backoff
 
@@ -44,9 +45,9 @@ NAMESPACES_PATH = "/api/v1/namespaces"
 MAX_IGNORED_OBJECTS = 100_000  # per cluster: bounded whatever a cluster holds
 
 
-def annotated(obj: dict) -> bool:
-    """Whether a raw object opts out with `painchain.io/ignore: "true"`."""
-    value = ((obj.get("metadata") or {}).get("annotations") or {}).get(IGNORE_ANNOTATION)
+def annotated(obj) -> bool:
+    """Whether a decoded object (objects.py) opts out with `painchain.io/ignore: "true"`."""
+    value = (obj.metadata.annotations or {}).get(IGNORE_ANNOTATION)
     return isinstance(value, str) and value.strip().lower() == "true"
 
 
@@ -110,13 +111,15 @@ class Gate:
 
     # Both run for every watch event (pods: the hot path): the common case, no opt-out
     # anywhere, costs two dict lookups and no call.
-    def project(self, resource: str, obj: dict, seen_at: float | None = None):
+    def project(self, resource: str, obj, seen_at: float | None = None):
+        if type(obj) is dict:
+            obj = shaped(obj, SHAPES[resource])
         compact = self._project(resource, obj, seen_at)
         notes = self.notes
         if resource == "events":
             ignored = bool(notes.ignored_objects) and self._involved(obj) in notes.ignored_objects
         else:
-            ignored = bool((obj.get("metadata") or {}).get("annotations")) and annotated(obj)
+            ignored = bool(obj.metadata.annotations) and annotated(obj)
             if ignored or notes.ignored_objects:
                 notes.note_object(self.kind, compact.namespace, compact.name, ignored)
         if ignored:
@@ -126,9 +129,9 @@ class Gate:
         return compact
 
     @staticmethod
-    def _involved(obj: dict) -> tuple:
-        involved = obj.get("involvedObject") or {}
-        return involved.get("kind"), involved.get("namespace") or "", involved.get("name")
+    def _involved(obj: Event) -> tuple:
+        involved = obj.involved_object or ObjectReference()
+        return involved.kind, involved.namespace or "", involved.name
 
     def detect(self, resource: str, old, new, *, deleted: bool, ctx: DetectContext) -> tuple[list[Change], Any]:
         changes, state = self._detect(resource, old, new, deleted=deleted, ctx=ctx)
@@ -192,7 +195,8 @@ class NamespaceWatch:
                  limits: ReadLimits = ReadLimits(),
                  sleep: Callable[[float], None] = gevent.sleep) -> None:
         # bounded like every read of a tenant's cluster (sizes, pages, objects)
-        self.lw = ListerWatcher(api, path=NAMESPACES_PATH, connect_timeout=connect_timeout, limits=limits)
+        self.lw = ListerWatcher(api, path=NAMESPACES_PATH, connect_timeout=connect_timeout, limits=limits,
+                                shape=Owner)  # a namespace's name and annotations
         self.notes = notes
         self.label = label
         self.watch_timeout = watch_timeout
@@ -242,7 +246,7 @@ class NamespaceWatch:
             seen += len(page.items)
             if seen > limits.max_list_objects:
                 raise Oversized(f"the namespace list has more than {limits.max_list_objects} objects (MAX_LIST_OBJECTS)")
-            ignored.update(ns["metadata"]["name"] for ns in page.items if annotated(ns))
+            ignored.update(ns.metadata.name for ns in page.items if ns.metadata.name and annotated(ns))
             resource_version, token = page.resource_version, page.continue_token
             if not token:
                 break
@@ -253,16 +257,17 @@ class NamespaceWatch:
     def watch_once(self, resource_version: str) -> str:
         for event in self.lw.watch(resource_version=resource_version, timeout_seconds=int(self.watch_timeout),
                                    read_timeout=self.watch_timeout + 30):
-            obj = event.get("object") or {}
-            meta = obj.get("metadata") or {}
-            if event.get("type") == "ERROR":
-                raise Gone("namespace watch expired") if obj.get("code") == 410 else ApiError(
-                    f"namespace watch error {obj.get('code')}")
-            resource_version = meta.get("resourceVersion") or resource_version
-            name = meta.get("name")
-            if event.get("type") == "BOOKMARK" or not name:
+            obj = event.object
+            if event.type == "ERROR":
+                code = obj.code if isinstance(obj, Status) else None
+                raise Gone("namespace watch expired") if code == 410 else ApiError(f"namespace watch error {code}")
+            if obj is None:
                 continue
-            if event.get("type") != "DELETED" and annotated(obj):
+            resource_version = obj.metadata.resource_version or resource_version
+            name = obj.metadata.name
+            if event.type == "BOOKMARK" or not name:
+                continue
+            if event.type != "DELETED" and annotated(obj):
                 self.notes.ignored_namespaces.add(name)
             else:
                 self.notes.ignored_namespaces.discard(name)

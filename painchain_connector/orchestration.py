@@ -28,6 +28,7 @@ from .clusters import ApiError, ListerWatcher, ReadLimits
 from .filtering import ClusterNotesBook, FilterBook, Filters, Gate, exists_checker
 from .correlating import WORKLOAD_RESOURCES, Correlations
 from .metrics import Metrics
+from .objects import SHAPES
 from .model import ALL_NAMESPACES, Route, WatchKey
 from .probing import ProbeSettings, StallProbe
 from .resources import RESOURCE_TYPES
@@ -285,7 +286,7 @@ class WatchPool:
             lister_watcher=ListerWatcher(
                 api, path=RESOURCE_TYPES[key.resource].path(key.namespace),
                 connect_timeout=self.clients.connect_timeout, limits=self.limits,
-                label_selector=spec.label_selector,
+                label_selector=spec.label_selector, shape=SHAPES[key.resource],
             ),
             project=gate.project,
             detect=gate.detect,

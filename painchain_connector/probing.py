@@ -137,14 +137,14 @@ class StallProbe:
         stream = target.lw.watch(resource_version=rv, timeout_seconds=1, read_timeout=self.settings.timeout)
         changes = 0
         for event in stream:
-            kind = event.get("type")
+            kind = event.type
             if kind in CHANGES:
                 changes += 1
             elif kind == "ERROR":
-                status = event.get("object") or {}
-                if status.get("code") == 410:
+                code = getattr(event.object, "code", None)
+                if code == 410:
                     raise Gone("probe: resource version too old", status=410)
-                raise StreamCut(f"probe: watch ERROR {status.get('code')}")
+                raise StreamCut(f"probe: watch ERROR {code}")
         return changes
 
     def _interrupt(self, quiet: Iterable[Reflector], outcome: str, why: str) -> str:

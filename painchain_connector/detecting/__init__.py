@@ -1,7 +1,8 @@
-"""Detection: raw Kubernetes objects (JSON dicts) → compact state → significant changes.
+"""Detection: decoded Kubernetes objects (objects.py shapes) → compact state → significant changes.
 
 `project(resource, obj)` keeps only what detection and event data need (it runs on every
-watch event and is stored per object, so it is small and fast). `detect(...)` compares
+watch event and is stored per object, so it is small and fast). `obj` is the Struct the
+watch decoded, or a plain map of the object (converted to that shape first). `detect(...)` compares
 two compacts and returns the changes plus the state to store. Both are pure: no I/O, no
 clock reads, no logging; missing fields yield sparse data, not an exception.
 
@@ -14,6 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..model import Change, DetectContext
+from ..objects import SHAPES, shaped
 from . import deployments, events, pods, services
 from .correlated import correlated
 from .events import EventCompact
@@ -34,14 +36,14 @@ _MODULES = {
 }
 # resource -> kind
 RESOURCES: Mapping[str, str] = {name: getattr(m, "KIND", None) or m.kind for name, m in _MODULES.items()}
-_PROJECT: dict[str, Callable[[Mapping[str, Any], float | None], Compact]] = {name: m.project for name, m in _MODULES.items()}
+_PROJECT: dict[str, Callable[[Any, float | None], Compact]] = {name: m.project for name, m in _MODULES.items()}
 _DETECT = {name: m.detect for name, m in _MODULES.items()}
 correlated(_PROJECT, _DETECT)  # owners, revisions, rollouts and field managers in the data
 
 __all__ = ["RESOURCES", "Compact", "detect", "project"]
 
 
-def project(resource: str, obj: Mapping[str, Any], seen_at: float | None = None) -> Compact:
+def project(resource: str, obj: Any, seen_at: float | None = None) -> Compact:
     """The compact projection of one raw object of `resource` (a key of RESOURCES).
 
     `seen_at` (epoch seconds) is when the connector observed this version; it stays with
@@ -51,6 +53,8 @@ def project(resource: str, obj: Mapping[str, Any], seen_at: float | None = None)
         projector = _PROJECT[resource]
     except KeyError:
         raise ValueError(f"unknown resource {resource!r}") from None
+    if type(obj) is dict:
+        obj = shaped(obj, SHAPES[resource])
     return projector(obj, seen_at)
 
 

@@ -114,18 +114,6 @@ def labels_dict(flat: tuple) -> dict[str, str]:
     return dict(zip(flat[::2], flat[1::2]))
 
 
-def meta_strings(obj: Mapping[str, Any]) -> tuple[Mapping[str, Any], str, str, str, str]:
-    """(metadata, uid, name, namespace, resourceVersion) of a raw object."""
-    meta = obj.get("metadata") or {}
-    return (
-        meta,
-        meta.get("uid") or "",
-        meta.get("name") or "",
-        istr(meta.get("namespace")),
-        meta.get("resourceVersion") or "",
-    )
-
-
 # ---------------------------------------------------------------- time
 
 

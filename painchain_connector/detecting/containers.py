@@ -137,6 +137,32 @@ def _container_words(c: dict[str, Any]) -> str:
     return f"{c['name']}: {state or 'no status'}, {c['restartCount']} restarts, {'ready' if c['ready'] else 'not ready'}"
 
 
+_LISTINGS: dict = {}
+
+
+def _listings(containers: tuple, conditions: tuple) -> dict[str, Any]:
+    """The containers and conditions lists of the data, with their one-line summaries.
+
+    Built once per distinct (containers, conditions): both are shared canonical tuples, so
+    the replicas of a workload in the same state share one listing. Never mutated after
+    (the data is read-only once made: pruned and bounded copy, serialisers read)."""
+    key = (containers, conditions)
+    found = _LISTINGS.get(key)
+    if found is None:
+        found = {}
+        listed((_container_data(c) for c in containers), found, "containers", _container_words)
+        listed(
+            ({"type": t, "status": s, "reason": r} if r else {"type": t, "status": s} for t, s, r in conditions),
+            found,
+            "conditions",
+            lambda c: f"{c['type']}={c['status']}" + (f" ({c['reason']})" if "reason" in c else ""),
+        )
+        if len(_LISTINGS) >= 4096:
+            _LISTINGS.clear()
+        _LISTINGS[key] = found
+    return found
+
+
 def where(pod: PodCompact) -> str:
     return pod.phase + (f" on {pod.node}" if pod.node else "")
 
@@ -148,13 +174,7 @@ def pod_data(pod: PodCompact, **extra: Any) -> dict[str, Any]:
         data["image"] = app[0].image
     data.update(extra)
     changed = data.pop("changed", None)
-    listed((_container_data(c) for c in pod.containers), data, "containers", _container_words)
-    listed(
-        ({"type": t, "status": s, "reason": r} if r else {"type": t, "status": s} for t, s, r in pod.conditions),
-        data,
-        "conditions",
-        lambda c: f"{c['type']}={c['status']}" + (f" ({c['reason']})" if "reason" in c else ""),
-    )
+    data.update(_listings(pod.containers, pod.conditions))
     data["labels"] = labels_dict(pod.labels)
     if changed:
         data["changed"] = changed

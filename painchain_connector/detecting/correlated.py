@@ -4,9 +4,9 @@ workloads their revision and field manager, Services their creator.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable
 
+from ..objects import Service, Workload
 from .correlation import correlate_pod, correlate_service, correlate_workload, field_owners, workload_extra
 
 _WORKLOADS = {"deployments": "Deployment", "statefulsets": "StatefulSet", "daemonsets": "DaemonSet"}
@@ -23,7 +23,7 @@ def correlated(project: dict[str, Callable], detect: dict[str, Callable]) -> Non
 
 
 def _project_workload(inner):
-    def project(obj: Mapping[str, Any], seen_at: float | None = None):
+    def project(obj: Workload, seen_at: float | None = None):
         compact = inner(obj, seen_at)
         return compact._replace(**workload_extra(obj, compact.images))
     return project
@@ -37,8 +37,8 @@ def _detect_workload(kind: str, inner):
 
 
 def _project_service(inner):
-    def project(obj: Mapping[str, Any], seen_at: float | None = None):
-        return inner(obj, seen_at)._replace(owners=field_owners(obj.get("metadata") or {}))
+    def project(obj: Service, seen_at: float | None = None):
+        return inner(obj, seen_at)._replace(owners=field_owners(obj.metadata))
     return project
 
 

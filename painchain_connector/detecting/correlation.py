@@ -19,6 +19,7 @@ from typing import Any, NamedTuple, Protocol
 import orjson
 
 from ..model import Change, DetectContext
+from ..objects import ManagedMeta, ObjectMeta, Workload
 from .common import clip, istr, labels_dict, listed, share_items
 
 REVISION = "deployment.kubernetes.io/revision"
@@ -71,19 +72,24 @@ class CorrelationView(Protocol):
 # ---------------------------------------------------------------- projection helpers
 
 
-def controller_ref(meta: Mapping[str, Any]) -> tuple | None:
+def controller_ref(meta: ObjectMeta) -> tuple | None:
     """(kind, name) of the controlling owner reference, interned and shared between the
     replicas naming it; None for a bare object. (No uid: the index is keyed by name, and
     a uid per pod would cost ~100 bytes of store each.)"""
-    refs = meta.get("ownerReferences") or ()
+    refs = meta.owner_references
+    if not refs:
+        return None
     for ref in refs:
-        if ref.get("controller"):
+        if ref.controller:
             break
     else:
-        ref = refs[0] if refs else None
-    if not ref:
-        return None
-    return share_items((istr(ref.get("kind")), istr(ref.get("name"))))
+        ref = refs[0]
+    key = (ref.kind, ref.name)
+    found = _shared.get(key)
+    return found if found is not None else share_items((istr(ref.kind), istr(ref.name)))
+
+
+_shared = share_items._table
 
 
 def _owns(fields: Any, path: tuple[str, ...]) -> bool:
@@ -103,7 +109,7 @@ def _newest(entries: list, path: tuple[str, ...]) -> tuple | None:
     return (best, best_time or None) if best else None
 
 
-def field_owners(meta: Mapping[str, Any], containers: tuple = ()) -> tuple:
+def field_owners(meta: ManagedMeta, containers: tuple = ()) -> tuple:
     """(creator, spec, replicas, template, ((container, image owner), ...)): the creator's
     manager, and (manager, time) pairs of the newest owners of those fields.
 
@@ -112,13 +118,13 @@ def field_owners(meta: Mapping[str, Any], containers: tuple = ()) -> tuple:
     fieldsV1 (some fixtures) count as owning the whole spec.
     """
     entries = []
-    for entry in meta.get("managedFields") or ():
-        fields = entry.get("fieldsV1")
-        if entry.get("subresource") == "status" or (fields is not None and "f:spec" not in fields):
+    for entry in meta.managed_fields or ():
+        fields = entry.fields_v1
+        if entry.subresource == "status" or (fields is not None and "f:spec" not in fields):
             continue  # status writes and metadata-only writes (the revision annotation) change no spec
         if fields is None:
             fields = {"f:spec": {"f:replicas": {}, "f:template": {}}}
-        entries.append((istr(entry.get("manager") or "unknown"), entry.get("time"), fields))
+        entries.append((istr(entry.manager or "unknown"), entry.time, fields))
     if not entries:
         return ()
     creator = min(entries, key=lambda e: e[1] or "")[0]  # a manager name, not a pair
@@ -135,18 +141,18 @@ def template_digest(spec: Mapping[str, Any]) -> bytes:
     return hashlib.blake2b(orjson.dumps(spec.get("template") or {}, option=orjson.OPT_SORT_KEYS), digest_size=8).digest()
 
 
-def workload_extra(obj: Mapping[str, Any], images: tuple) -> dict[str, Any]:
+def workload_extra(obj: Workload, images: tuple) -> dict[str, Any]:
     """The WorkloadCompact fields correlation reads (revision, cause, owners, template digest)."""
-    meta = obj.get("metadata") or {}
-    annotations = meta.get("annotations") or {}
-    status = obj.get("status") or {}
+    meta = obj.metadata
+    annotations = meta.annotations or {}
+    status = obj.status
     return {
         "revision": annotations.get(REVISION),
         "change_cause": clip(annotations.get(CHANGE_CAUSE), 256),
-        "update_revision": status.get("updateRevision"),
-        "current_revision": status.get("currentRevision"),
+        "update_revision": status.update_revision,
+        "current_revision": status.current_revision,
         "owners": field_owners(meta, images),
-        "template_digest": template_digest(obj.get("spec") or {}),
+        "template_digest": template_digest(obj.spec or {}),
     }
 
 
@@ -309,7 +315,8 @@ def correlate_pod(changes: list[Change], pod: Any, ctx: DetectContext) -> list[C
             data = {**data, "rollout": {k: v for k, v in info.items() if v}}
             title = f"{title} after rollout of {words}"
         data = _insert_after(data, "namespace", fields)
-        result.append(replace(change, data=data, title=clip(title, 480)))
+        result.append(Change(clip(title, 480), change.timestamp, change.external_id, change.namespace, change.kind,
+                             change.reason, data))  # not dataclasses.replace: ~4x its cost (bench #1)
     return result
 
 

@@ -6,10 +6,10 @@ carries forward which generation's outcome is already known (`done_generation`).
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from ..model import Change, DetectContext
+from ..objects import Workload
 from .common import born, external_id, happened, istr, lifecycle, make_change
 from .workloads import WorkloadCompact, describe, project_workload, spec_changes, workload_data
 
@@ -20,26 +20,26 @@ DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
 READY, AVAILABLE, UPDATED, CURRENT = range(4)
 
 
-def project(obj: Mapping[str, Any], seen_at: float | None = None) -> WorkloadCompact:
-    spec = obj.get("spec") or {}
-    status = obj.get("status") or {}
+def project(obj: Workload, seen_at: float | None = None) -> WorkloadCompact:
+    spec = obj.spec or {}
+    status = obj.status
     progressing = None
-    for condition in status.get("conditions") or ():
-        if condition.get("type") == "Progressing":
+    for condition in status.conditions or ():
+        if condition.type == "Progressing":
             progressing = (
-                istr(condition.get("status")),
-                istr(condition.get("reason")),
-                condition.get("lastTransitionTime"),
-                condition.get("lastUpdateTime"),
+                istr(condition.status),
+                istr(condition.reason),
+                condition.last_transition_time,
+                condition.last_update_time,
             )
     counts = (
-        status.get("readyReplicas") or 0,
-        status.get("availableReplicas") or 0,
-        status.get("updatedReplicas") or 0,
-        status.get("replicas") or 0,
+        status.ready_replicas or 0,
+        status.available_replicas or 0,
+        status.updated_replicas or 0,
+        status.replicas or 0,
     )
-    generation = (obj.get("metadata") or {}).get("generation") or 0
-    observed = status.get("observedGeneration") or 0
+    generation = obj.metadata.generation or 0
+    observed = status.observed_generation or 0
     replicas = spec.get("replicas", 1)
     # A baseline whose latest rollout already finished must not report it again later.
     finished = observed >= generation and (

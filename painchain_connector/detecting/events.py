@@ -7,11 +7,11 @@ Event object (the apiserver expires them after an hour) reports nothing.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from ..model import Change, DetectContext
-from .common import clip, external_id, istr, make_change, meta_strings, parse_time, when
+from ..objects import Event, EventSeries, ObjectReference
+from .common import clip, external_id, istr, make_change, parse_time, when
 
 KIND = "Event"
 NORMAL_REASONS = frozenset(
@@ -30,6 +30,9 @@ NORMAL_REASONS = frozenset(
         "BackOff",
     }
 )
+
+
+_NO_SERIES, _NO_OBJECT = EventSeries(), ObjectReference()
 
 
 class EventCompact(NamedTuple):
@@ -54,28 +57,28 @@ def _reported(event_type: str, reason: str) -> bool:
     return event_type == "Warning" or (event_type == "Normal" and reason in NORMAL_REASONS)
 
 
-def project(obj: Mapping[str, Any], seen_at: float | None = None) -> EventCompact:
-    _, uid, name, namespace, resource_version = meta_strings(obj)
-    series = obj.get("series") or {}  # absent (or null) on Events created through core/v1
-    event_type = istr(obj.get("type") or "Normal")
-    reason = istr(obj.get("reason"))
-    count = max(obj.get("count") or 0, series.get("count") or 0, 1)
-    last = obj.get("lastTimestamp") or series.get("lastObservedTime") or obj.get("eventTime")
-    involved = obj.get("involvedObject") or obj.get("regarding") or {}
-    source = obj.get("source") or {}
+def project(obj: Event, seen_at: float | None = None) -> EventCompact:
+    meta = obj.metadata
+    series = obj.series or _NO_SERIES  # absent (or null) on Events created through core/v1
+    event_type = istr(obj.type or "Normal")
+    reason = istr(obj.reason)
+    count = max(obj.count or 0, series.count or 0, 1)
+    last = obj.last_timestamp or series.last_observed_time or obj.event_time
+    involved = obj.involved_object or obj.regarding or _NO_OBJECT
+    source = obj.source
     return EventCompact(
-        uid=uid,
-        name=name,
-        namespace=namespace,
-        resource_version=resource_version,
+        uid=meta.uid or "",
+        name=meta.name or "",
+        namespace=istr(meta.namespace),
+        resource_version=meta.resource_version or "",
         type=event_type,
         reason=reason,
-        message=clip(obj.get("message") or obj.get("note")) if _reported(event_type, reason) else None,
+        message=clip(obj.message or obj.note) if _reported(event_type, reason) else None,
         count=count,
-        first=obj.get("firstTimestamp") or obj.get("eventTime"),
+        first=obj.first_timestamp or obj.event_time,
         last=last,
-        involved=(istr(involved.get("kind")), involved.get("name") or "", istr(involved.get("namespace"))),
-        source=istr(source.get("component") or obj.get("reportingComponent")),
+        involved=(istr(involved.kind), involved.name or "", istr(involved.namespace)),
+        source=istr((source.component if source is not None else None) or obj.reporting_component),
         reported_count=count,
         reported_last=last,
         seen_at=seen_at,

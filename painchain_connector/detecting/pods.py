@@ -9,10 +9,11 @@ after the grace period), so a terminating pod reports only its deletion.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, NamedTuple
+import sys
+from typing import NamedTuple
 
 from ..model import Change, DetectContext
+from ..objects import ContainerSpec, ContainerStatus, Pod, Terminated
 from .common import (
     MAX_SHORT_MESSAGE,
     born,
@@ -22,7 +23,6 @@ from .common import (
     happened,
     istr,
     make_change,
-    meta_strings,
     old_new,
     project_labels,
     share_items,
@@ -34,6 +34,7 @@ PENDING = "Pending"
 FAILED = "Failed"
 # Waiting reasons reported on the transition into them. The kubelet flips an image pull
 # between ErrImagePull and ImagePullBackOff on every retry: one problem, one family.
+intern = sys.intern
 WAITING_FAMILY = {"CrashLoopBackOff": "crash", "ImagePullBackOff": "image", "ErrImagePull": "image"}
 
 
@@ -82,106 +83,109 @@ class PodCompact(NamedTuple):
     owner: tuple | None = None  # controller reference (kind, name): correlation.py resolves it
 
 
-def _termination(name: str, terminated: Mapping[str, Any], into: list) -> None:
-    exit_code = terminated.get("exitCode") or 0
-    if exit_code:
+def _termination(name: str, terminated: Terminated, into: list) -> None:
+    if terminated.exit_code:
         into.append(
-            Termination(
-                container=name,
-                container_id=terminated.get("containerID") or "",
-                finished_at=terminated.get("finishedAt") or "",
-                exit_code=exit_code,
-                reason=terminated.get("reason"),
-                signal=terminated.get("signal"),
-                message=clip(terminated.get("message"), MAX_SHORT_MESSAGE),
-            )
+            _make_termination((
+                name,
+                terminated.container_id or "",
+                terminated.finished_at or "",
+                terminated.exit_code,
+                terminated.reason,
+                terminated.signal,
+                clip(terminated.message, MAX_SHORT_MESSAGE),
+            ))
         )
 
 
-def _container(spec: Mapping[str, Any], init: bool, status: Mapping[str, Any] | None, terminations: list) -> Container:
-    name = istr(spec.get("name"))
-    image = istr(spec.get("image"))
+_make_termination = Termination._make
+_make_container = Container._make
+_make_pod = PodCompact._make
+_shared = share_items._table  # get() of a plain tuple finds its equal NamedTuple: no build on a hit
+
+
+def _container(spec: ContainerSpec, init: bool, status: ContainerStatus | None, terminations: list) -> Container:
+    name = spec.name or ""
     if status is None:
-        return share_items(Container(name, image, init, False, 0, "", None, None))
-    state = status.get("state") or {}
-    kind, detail, message, finished = "", None, None, None
-    if "waiting" in state:
-        kind, detail = "waiting", state["waiting"] or {}
-        if detail.get("reason") in WAITING_FAMILY:
-            message = clip(detail.get("message"), MAX_SHORT_MESSAGE)
-    elif "running" in state:
-        kind = "running"
-    elif "terminated" in state:
-        kind, detail = "terminated", state["terminated"] or {}
-        _termination(name, detail, terminations)
-        finished = detail.get("finishedAt")
-    last = (status.get("lastState") or {}).get("terminated")
-    if last:
-        _termination(name, last, terminations)
-        finished = finished or last.get("finishedAt")
-    reason = detail.get("reason") if detail else None
-    return share_items(
-        Container(
-            name,
-            image,
-            init,
-            bool(status.get("ready")),
-            status.get("restartCount") or 0,
-            kind,
-            istr(reason) if reason else None,
-            message,
-            finished,
-        )
-    )
+        key = (name, spec.image or "", init, False, 0, "", None, None, None)
+    else:
+        state = status.state
+        kind, reason, message, finished = "", None, None, None
+        if state is not None:
+            if state.waiting is not None:
+                kind, reason = "waiting", state.waiting.reason
+                if reason in WAITING_FAMILY:
+                    message = clip(state.waiting.message, MAX_SHORT_MESSAGE)
+            elif state.running is not None:
+                kind = "running"
+            elif state.terminated is not None:
+                kind, reason = "terminated", state.terminated.reason
+                _termination(name, state.terminated, terminations)
+                finished = state.terminated.finished_at
+        last = status.last_state
+        if last is not None and last.terminated is not None:
+            _termination(name, last.terminated, terminations)
+            finished = finished or last.terminated.finished_at
+        key = (name, spec.image or "", init, bool(status.ready), status.restart_count or 0, kind, reason or None,
+               message, finished)
+    found = _shared.get(key)
+    if found is None:
+        found = share_items(_make_container((intern(key[0]), intern(key[1]), *key[2:6],
+                                             intern(key[6]) if key[6] else None, *key[7:])))
+    return found
 
 
-def project(obj: Mapping[str, Any], seen_at: float | None = None) -> PodCompact:
-    meta, uid, name, namespace, resource_version = meta_strings(obj)
-    spec = obj.get("spec") or {}
-    status = obj.get("status") or {}
-    phase = istr(status.get("phase") or PENDING)
+def project(obj: Pod, seen_at: float | None = None) -> PodCompact:
+    meta, spec, status = obj.metadata, obj.spec, obj.status
+    phase = intern(status.phase or PENDING)
     terminations: list[Termination] = []
     containers = []
     for init, specs, statuses in (
-        (True, spec.get("initContainers"), status.get("initContainerStatuses")),
-        (False, spec.get("containers"), status.get("containerStatuses")),
+        (True, spec.init_containers, status.init_container_statuses),
+        (False, spec.containers, status.container_statuses),
     ):
         if specs:
-            by_name = {s.get("name"): s for s in statuses} if statuses else {}
-            containers += [_container(c, init, by_name.get(c.get("name")), terminations) for c in specs]
-    raw_conditions = status.get("conditions") or ()
-    conditions = share_items(
-        tuple(
-            (istr(c.get("type")), istr(c.get("status")), istr(c["reason"]) if c.get("reason") else None)
-            for c in raw_conditions
-        )
-    )
+            if statuses:
+                by_name = {s.name: s for s in statuses}
+                containers += [_container(c, init, by_name.get(c.name), terminations) for c in specs]
+            else:
+                containers += [_container(c, init, None, terminations) for c in specs]
+    raw_conditions = status.conditions or ()
     # When the pod stopped being ready: a True condition's transition says nothing about a failure.
     ready_changed = None
-    for kind, condition_status, _ in conditions:
-        if condition_status == "False" and (kind == "ContainersReady" or (kind == "Ready" and ready_changed is None)):
-            ready_changed = next(c.get("lastTransitionTime") for c in raw_conditions if c.get("type") == kind)
-    reason = status.get("reason")
-    return PodCompact(
-        uid=uid,
-        name=name,
-        namespace=namespace,
-        resource_version=resource_version,
-        created=meta.get("creationTimestamp"),
-        deleted_at=meta.get("deletionTimestamp"),
-        phase=phase,
-        reason=istr(reason) if reason else None,
-        message=clip(status.get("message")) if phase == FAILED else None,
-        node=istr(spec.get("nodeName")) if spec.get("nodeName") else None,
-        labels=project_labels(meta.get("labels")),
-        conditions=conditions,
-        containers=share_items(tuple(containers)),
-        terminations=tuple(terminations),
-        ready_changed=ready_changed,
-        started=status.get("startTime"),
-        seen_at=seen_at,
-        owner=controller_ref(meta),
-    )
+    conditions = []
+    for c in raw_conditions:
+        conditions.append((c.type or "", c.status or "", c.reason or None))
+        if c.status == "False" and (c.type == "ContainersReady" or (c.type == "Ready" and ready_changed is None)):
+            ready_changed = c.last_transition_time
+    conditions = tuple(conditions)
+    shared_conditions = _shared.get(conditions)
+    if shared_conditions is None:
+        shared_conditions = share_items(tuple((intern(t), intern(s), intern(r) if r else None) for t, s, r in conditions))
+    reason = status.reason
+    node = spec.node_name
+    started = status.start_time
+    created = meta.creation_timestamp
+    return _make_pod((
+        meta.uid or "",
+        meta.name or "",
+        istr(meta.namespace),
+        meta.resource_version or "",
+        created,
+        meta.deletion_timestamp,
+        phase,
+        intern(reason) if reason else None,
+        clip(status.message) if phase == FAILED else None,  # message
+        intern(node) if node else None,
+        project_labels(meta.labels),
+        shared_conditions,
+        share_items(tuple(containers)),
+        tuple(terminations),
+        ready_changed,
+        created if started == created else started,  # one string when equal (a pod started in its second)
+        seen_at,
+        controller_ref(meta),
+    ))
 
 
 def _beyond_pending(pod: PodCompact | None) -> bool:
@@ -208,6 +212,8 @@ def detect(
         return changes, new
     if new.phase == FAILED and (old is None or old.phase != FAILED):
         changes.append(_failed(old, new, ctx))
+    if old is not None and new.containers is old.containers and new.terminations == old.terminations:
+        return changes, new  # containers are shared canonical tuples: the same one, no container news
     facts: dict[str, list[Fact]] = {}
     before = {(c.init, c.name): c for c in old.containers} if old is not None else {}
     for container in new.containers:

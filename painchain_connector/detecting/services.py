@@ -1,16 +1,15 @@
 """Services: Created and Deleted only (a Service's later edits are not reported)."""
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from ..model import Change, DetectContext
+from ..objects import Service
 from .common import (
     istr,
     labels_dict,
     lifecycle,
     listed,
-    meta_strings,
     project_labels,
     share_items,
 )
@@ -33,26 +32,22 @@ class ServiceCompact(NamedTuple):
     owners: tuple = ()  # correlation.field_owners: (creator, ...) field managers
 
 
-def project(obj: Mapping[str, Any], seen_at: float | None = None) -> ServiceCompact:
-    meta, uid, name, namespace, resource_version = meta_strings(obj)
-    spec = obj.get("spec") or {}
+def project(obj: Service, seen_at: float | None = None) -> ServiceCompact:
+    meta, spec = obj.metadata, obj.spec
     ports = share_items(
-        tuple(
-            (p.get("name"), p.get("port"), p.get("targetPort"), istr(p.get("protocol") or "TCP"), p.get("nodePort"))
-            for p in spec.get("ports") or ()
-        )
+        tuple((p.name, p.port, p.target_port, istr(p.protocol or "TCP"), p.node_port) for p in spec.ports or ())
     )
     return ServiceCompact(
-        uid=uid,
-        name=name,
-        namespace=namespace,
-        resource_version=resource_version,
-        created=meta.get("creationTimestamp"),
-        deleted_at=meta.get("deletionTimestamp"),
-        type=istr(spec.get("type") or "ClusterIP"),
-        cluster_ip=spec.get("clusterIP"),
+        uid=meta.uid or "",
+        name=meta.name or "",
+        namespace=istr(meta.namespace),
+        resource_version=meta.resource_version or "",
+        created=meta.creation_timestamp,
+        deleted_at=meta.deletion_timestamp,
+        type=istr(spec.type or "ClusterIP"),
+        cluster_ip=spec.cluster_ip,
         ports=ports,
-        labels=project_labels(meta.get("labels")),
+        labels=project_labels(meta.labels),
         seen_at=seen_at,
     )
 

@@ -4,11 +4,19 @@ counts they carry and in whether they have replicas to scale.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+import re
 from typing import Any, NamedTuple
 
 from ..model import Change, DetectContext
+from ..objects import Workload
 from .workloads import WorkloadCompact, detect_workload, project_workload, workload_data
+
+
+@functools.cache
+def _attributes(counts: tuple[str, ...]) -> tuple[str, ...]:
+    """The counts' attribute names on objects.WorkloadStatus (readyReplicas: ready_replicas)."""
+    return tuple(re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower() for name in counts)
 
 
 class SetKind(NamedTuple):
@@ -18,13 +26,17 @@ class SetKind(NamedTuple):
     scalable: bool
     counts: tuple[str, ...]
 
-    def project(self, obj: Mapping[str, Any], seen_at: float | None = None) -> WorkloadCompact:
-        status = obj.get("status") or {}
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return _attributes(self.counts)
+
+    def project(self, obj: Workload, seen_at: float | None = None) -> WorkloadCompact:
+        status = obj.status
         return project_workload(
             obj,
             scalable=self.scalable,
-            status=tuple(status.get(name) or 0 for name in self.counts),
-            strategy=(obj.get("spec") or {}).get("updateStrategy"),
+            status=tuple(getattr(status, name) or 0 for name in self.fields),
+            strategy=(obj.spec or {}).get("updateStrategy"),
             strategy_key="updateStrategy",
             seen_at=seen_at,
         )

@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from ..model import Change, DetectContext
+from ..objects import ManagedMeta, Workload
 from . import specdiff
 from .common import (
     MAX_LABELS,
@@ -25,17 +26,16 @@ from .common import (
     lifecycle,
     listed,
     make_change,
-    meta_strings,
     old_new,
 )
 
 
-def newest_spec_write(meta: Mapping[str, Any]) -> str | None:
+def newest_spec_write(meta: ManagedMeta) -> str | None:
     """Time of the newest managedFields entry that is not a status write (RFC 3339 sorts)."""
     newest = None
-    for entry in meta.get("managedFields") or ():
-        stamp = entry.get("time")
-        if stamp and entry.get("subresource") != "status" and (newest is None or stamp > newest):
+    for entry in meta.managed_fields or ():
+        stamp = entry.time
+        if stamp and entry.subresource != "status" and (newest is None or stamp > newest):
             newest = stamp
     return newest
 
@@ -98,11 +98,13 @@ def strategy_summary(strategy: Mapping[str, Any] | None) -> str:
 
 
 def project_workload(
-    obj: Mapping[str, Any], *, scalable: bool, status: tuple, strategy: Mapping[str, Any] | None,
+    obj: Workload, *, scalable: bool, status: tuple, strategy: Mapping[str, Any] | None,
     seen_at: float | None = None, strategy_key: str = "strategy", **extra: Any
 ) -> WorkloadCompact:
-    meta, uid, name, namespace, resource_version = meta_strings(obj)
-    spec = obj.get("spec") or {}
+    meta = obj.metadata
+    uid, name, namespace, resource_version = (meta.uid or "", meta.name or "", istr(meta.namespace),
+                                              meta.resource_version or "")
+    spec = obj.spec or {}
     pod_spec = (spec.get("template") or {}).get("spec") or {}
     # App containers first: data["image"] is the first one's, and an init container's rarely matters.
     containers = list(pod_spec.get("containers") or ()) + list(pod_spec.get("initContainers") or ())
@@ -115,16 +117,16 @@ def project_workload(
         name=name,
         namespace=namespace,
         resource_version=resource_version,
-        created=meta.get("creationTimestamp"),
-        deleted_at=meta.get("deletionTimestamp"),
-        generation=meta.get("generation") or 0,
+        created=meta.creation_timestamp,
+        deleted_at=meta.deletion_timestamp,
+        generation=meta.generation or 0,
         spec_time=newest_spec_write(meta),
         replicas=spec.get("replicas", 1) if scalable else None,  # the apiserver defaults it to 1
         status=status,
         strategy=strategy_words,
         fingerprint=digest,
         seen_at=seen_at,
-        cold=specdiff.pack(images=images, labels=_flat_labels(meta.get("labels")),
+        cold=specdiff.pack(images=images, labels=_flat_labels(meta.labels),
                            spec=specdiff.flatten(spec, uid=uid, strategy_key=strategy_key, strategy=strategy_words)),
         **extra,
     )
