@@ -41,16 +41,17 @@ class Unusable(ValueError):
 
 @functools.cache
 def compact_classes() -> dict[str, type]:
-    """Every NamedTuple class defined in the detection modules, by 'module.Class' (found
-    once: the modules do not change while the process runs)."""
+    """Every compact class (detecting.common.Compact) defined in the detection modules, by
+    'module.Class' (found once: the modules do not change while the process runs)."""
     from . import detecting  # noqa: F401 - imports every detection module
+    from .detecting.common import Compact
 
     found: dict[str, type] = {}
     for name, module in list(sys.modules.items()):
         if not name.startswith("painchain_connector.detecting") or module is None:
             continue
         for value in vars(module).values():
-            if isinstance(value, type) and issubclass(value, tuple) and hasattr(value, "_fields") \
+            if isinstance(value, type) and issubclass(value, Compact) and value is not Compact \
                     and value.__module__ == name:
                 found[f"{name}.{value.__qualname__}"] = value
     return found
@@ -107,14 +108,17 @@ class _Unpickler(pickle.Unpickler):
         fields = self._stored.get(qualified)
         if current is None or fields is None:
             raise Unusable(f"unknown class {qualified}")
-        if list(fields) == list(current._fields):
-            return current
-        return _by_name(current, list(fields))
+        # Always through the stand-in, even when the fields match: a compact written while
+        # compacts were NamedTuples is rebuilt by cls.__new__(cls, *values), which a
+        # msgspec Struct does not take.
+        return _by_name(current, tuple(fields))
 
 
-def _by_name(current: type, stored_fields: list[str]) -> type:
+@functools.lru_cache(maxsize=64)
+def _by_name(current: type, stored_fields: tuple[str, ...]) -> type:
     """A stand-in class whose construction builds `current` from values in stored order."""
     defaults = current._field_defaults
+    stored_fields = list(stored_fields)
     missing = [f for f in current._fields if f not in stored_fields and f not in defaults]
     if missing:
         raise Unusable(f"{current.__name__} needs {', '.join(missing)}, which the state lacks")

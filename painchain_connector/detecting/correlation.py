@@ -20,7 +20,7 @@ import orjson
 
 from ..model import Change, DetectContext
 from ..objects import ManagedMeta, ObjectMeta, Workload
-from .common import clip, istr, labels_dict, listed, share_items
+from .common import Compact, clip, istr, labels_dict, listed, share_items
 
 REVISION = "deployment.kubernetes.io/revision"
 CHANGE_CAUSE = "kubernetes.io/change-cause"
@@ -31,7 +31,7 @@ FAILURES = frozenset({"CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "T
 ROLLOUT_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
 
 
-class OwnerEntry(NamedTuple):
+class OwnerEntry(Compact):
     """What the owner index keeps per ReplicaSet or Job (see correlating.py)."""
 
     uid: str  # the index key: "namespace/name" (pods keep only their owner's kind and name)

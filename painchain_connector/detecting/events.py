@@ -7,11 +7,11 @@ Event object (the apiserver expires them after an hour) reports nothing.
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+
 
 from ..model import Change, DetectContext
 from ..objects import Event, EventSeries, ObjectReference
-from .common import clip, external_id, istr, make_change, parse_time, when
+from .common import Compact, clip, external_id, istr, make_change, parse_time, when
 
 KIND = "Event"
 NORMAL_REASONS = frozenset(
@@ -35,7 +35,7 @@ NORMAL_REASONS = frozenset(
 _NO_SERIES, _NO_OBJECT = EventSeries(), ObjectReference()
 
 
-class EventCompact(NamedTuple):
+class EventCompact(Compact):
     uid: str
     name: str
     namespace: str

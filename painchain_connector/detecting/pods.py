@@ -10,12 +10,12 @@ after the grace period), so a terminating pod reports only its deletion.
 from __future__ import annotations
 
 import sys
-from typing import NamedTuple
 
 from ..model import Change, DetectContext
 from ..objects import ContainerSpec, ContainerStatus, Pod, Terminated
 from .common import (
     MAX_SHORT_MESSAGE,
+    Compact,
     born,
     clip,
     external_id,
@@ -38,7 +38,7 @@ intern = sys.intern
 WAITING_FAMILY = {"CrashLoopBackOff": "crash", "ImagePullBackOff": "image", "ErrImagePull": "image"}
 
 
-class Container(NamedTuple):
+class Container(Compact):
     name: str
     image: str  # as written in the spec
     init: bool
@@ -50,7 +50,7 @@ class Container(NamedTuple):
     finished: str | None = None  # finishedAt of its newest termination (state, else lastState)
 
 
-class Termination(NamedTuple):
+class Termination(Compact):
     """One non-zero exit, identified by (container, container_id, finished_at)."""
 
     container: str
@@ -62,7 +62,7 @@ class Termination(NamedTuple):
     message: str | None
 
 
-class PodCompact(NamedTuple):
+class PodCompact(Compact):
     uid: str
     name: str
     namespace: str
@@ -86,7 +86,7 @@ class PodCompact(NamedTuple):
 def _termination(name: str, terminated: Terminated, into: list) -> None:
     if terminated.exit_code:
         into.append(
-            _make_termination((
+            Termination(
                 name,
                 terminated.container_id or "",
                 terminated.finished_at or "",
@@ -94,45 +94,35 @@ def _termination(name: str, terminated: Terminated, into: list) -> None:
                 terminated.reason,
                 terminated.signal,
                 clip(terminated.message, MAX_SHORT_MESSAGE),
-            ))
+            )
         )
-
-
-_make_termination = Termination._make
-_make_container = Container._make
-_make_pod = PodCompact._make
-_shared = share_items._table  # get() of a plain tuple finds its equal NamedTuple: no build on a hit
 
 
 def _container(spec: ContainerSpec, init: bool, status: ContainerStatus | None, terminations: list) -> Container:
     name = spec.name or ""
     if status is None:
-        key = (name, spec.image or "", init, False, 0, "", None, None, None)
-    else:
-        state = status.state
-        kind, reason, message, finished = "", None, None, None
-        if state is not None:
-            if state.waiting is not None:
-                kind, reason = "waiting", state.waiting.reason
-                if reason in WAITING_FAMILY:
-                    message = clip(state.waiting.message, MAX_SHORT_MESSAGE)
-            elif state.running is not None:
-                kind = "running"
-            elif state.terminated is not None:
-                kind, reason = "terminated", state.terminated.reason
-                _termination(name, state.terminated, terminations)
-                finished = state.terminated.finished_at
-        last = status.last_state
-        if last is not None and last.terminated is not None:
-            _termination(name, last.terminated, terminations)
-            finished = finished or last.terminated.finished_at
-        key = (name, spec.image or "", init, bool(status.ready), status.restart_count or 0, kind, reason or None,
-               message, finished)
-    found = _shared.get(key)
-    if found is None:
-        found = share_items(_make_container((intern(key[0]), intern(key[1]), *key[2:6],
-                                             intern(key[6]) if key[6] else None, *key[7:])))
-    return found
+        return share_items(Container(intern(name), intern(spec.image or ""), init, False, 0, "", None, None, None))
+    state = status.state
+    kind, reason, message, finished = "", None, None, None
+    if state is not None:
+        if state.waiting is not None:
+            kind, reason = "waiting", state.waiting.reason
+            if reason in WAITING_FAMILY:
+                message = clip(state.waiting.message, MAX_SHORT_MESSAGE)
+        elif state.running is not None:
+            kind = "running"
+        elif state.terminated is not None:
+            kind, reason = "terminated", state.terminated.reason
+            _termination(name, state.terminated, terminations)
+            finished = state.terminated.finished_at
+    last = status.last_state
+    if last is not None and last.terminated is not None:
+        _termination(name, last.terminated, terminations)
+        finished = finished or last.terminated.finished_at
+    # Shared: the canonical instance holds the strings (the replicas of a workload in the
+    # same state are one object; a frozen Struct hashes in C).
+    return share_items(Container(intern(name), intern(spec.image or ""), init, bool(status.ready),
+                                 status.restart_count or 0, kind, intern(reason) if reason else None, message, finished))
 
 
 def project(obj: Pod, seen_at: float | None = None) -> PodCompact:
@@ -158,15 +148,12 @@ def project(obj: Pod, seen_at: float | None = None) -> PodCompact:
         conditions.append((c.type or "", c.status or "", c.reason or None))
         if c.status == "False" and (c.type == "ContainersReady" or (c.type == "Ready" and ready_changed is None)):
             ready_changed = c.last_transition_time
-    conditions = tuple(conditions)
-    shared_conditions = _shared.get(conditions)
-    if shared_conditions is None:
-        shared_conditions = share_items(tuple((intern(t), intern(s), intern(r) if r else None) for t, s, r in conditions))
+    shared_conditions = share_items(tuple(conditions))
     reason = status.reason
     node = spec.node_name
     started = status.start_time
     created = meta.creation_timestamp
-    return _make_pod((
+    return PodCompact(
         meta.uid or "",
         meta.name or "",
         istr(meta.namespace),
@@ -185,7 +172,7 @@ def project(obj: Pod, seen_at: float | None = None) -> PodCompact:
         created if started == created else started,  # one string when equal (a pod started in its second)
         seen_at,
         controller_ref(meta),
-    ))
+    )
 
 
 def _beyond_pending(pod: PodCompact | None) -> bool:

@@ -1,11 +1,12 @@
 """Services: Created and Deleted only (a Service's later edits are not reported)."""
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
 from ..model import Change, DetectContext
 from ..objects import Service
 from .common import (
+    Compact,
     istr,
     labels_dict,
     lifecycle,
@@ -17,7 +18,7 @@ from .common import (
 KIND = "Service"
 
 
-class ServiceCompact(NamedTuple):
+class ServiceCompact(Compact):
     uid: str
     name: str
     namespace: str

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
 
@@ -16,6 +16,7 @@ from ..model import Change, DetectContext
 from ..objects import ManagedMeta, Workload
 from . import specdiff
 from .common import (
+    Compact,
     MAX_LABELS,
     TRUNCATED_LABELS_KEY,
     clip,
@@ -40,7 +41,7 @@ def newest_spec_write(meta: ManagedMeta) -> str | None:
     return newest
 
 
-class WorkloadCompact(NamedTuple):
+class WorkloadCompact(Compact):
     """What detection keeps of a Deployment, StatefulSet or DaemonSet."""
 
     uid: str

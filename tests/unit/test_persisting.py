@@ -73,3 +73,30 @@ def test_a_compact_class_that_gained_a_required_field_makes_the_state_unusable()
 def test_unreadable_or_unknown_states_are_unusable_not_a_crash(blob):
     with pytest.raises(persisting.Unusable):
         persisting.decode(blob)
+
+
+def test_state_written_while_compacts_were_named_tuples_is_read(monkeypatch):
+    """Connectors before msgspec compacts pickled NamedTuples: an upgrade keeps their state."""
+    from typing import NamedTuple
+
+    from painchain_connector.detecting import pods
+
+    current = objects()
+
+    def named_tuple_twin(cls):
+        twin = NamedTuple(cls.__name__, [(f, object) for f in cls._fields])
+        twin.__module__, twin.__qualname__ = cls.__module__, cls.__qualname__
+        return twin
+
+    old_pod, old_container = named_tuple_twin(pods.PodCompact), named_tuple_twin(pods.Container)
+
+    def as_old(pod):
+        containers = tuple(old_container(*(getattr(c, f) for f in pods.Container._fields)) for c in pod.containers)
+        return old_pod(*(containers if f == "containers" else getattr(pod, f) for f in pods.PodCompact._fields))
+
+    pod = next(c for c in current.values() if isinstance(c, pods.PodCompact))
+    monkeypatch.setattr(pods, "PodCompact", old_pod)  # pickle finds the class by its module and name
+    monkeypatch.setattr(pods, "Container", old_container)
+    blob = persisting.encode({pod.uid: as_old(pod)})
+    monkeypatch.undo()
+    assert persisting.decode(blob) == {pod.uid: pod}
