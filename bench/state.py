@@ -109,14 +109,24 @@ def _measure(lines: list[bytes]) -> dict:
             store[obj["metadata"]["uid"]] = obj
         return store
 
+    def struct_store():  # the decoded Pod Structs themselves (issue 17: measure which is smaller)
+        store = {}
+        for line in lines:
+            pod = decode(line)
+            store[pod.metadata.uid] = pod
+        return store
+
     store, compact_bytes = _traced(compact_store)
     n = len(store)
     pickled = len(pickle.dumps(store, protocol=pickle.HIGHEST_PROTOCOL))
     del store
     raw, raw_bytes = _traced(raw_store)
     del raw
+    structs, struct_bytes = _traced(struct_store)
+    del structs
     per_pod, raw_per_pod = compact_bytes / n, raw_bytes / n
     return {"pods": n, "bytes_per_pod": per_pod, "raw_dict_bytes_per_pod": raw_per_pod,
+            "struct_bytes_per_pod": struct_bytes / n,
             "ratio_to_raw": per_pod / raw_per_pod, "json_bytes_per_pod": sum(map(len, lines)) / len(lines),
             "pickled_bytes_per_pod": pickled / n}
 

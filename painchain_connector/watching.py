@@ -37,7 +37,7 @@ from .clusters import (
 )
 from .metrics import Metrics
 from .model import Change, DetectContext, WatchKey
-from .objects import Status, WatchEvent
+from .objects import SHAPES, Status, WatchEvent
 
 Emit = Callable[[list[Change]], None]
 
@@ -119,6 +119,8 @@ class Reflector:
     ) -> None:
         self.key = key
         self.lw = lister_watcher
+        if lister_watcher.shape is dict:  # detection reads its resource's typed shape (objects.py)
+            lister_watcher.shape = SHAPES.get(key.resource, dict)
         self.emit = emit
         self.timing = timing
         self.metrics = metrics
