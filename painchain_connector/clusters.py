@@ -369,7 +369,7 @@ def _lines(raw, max_line: int, shape: type) -> Iterator[WatchEvent]:
             if line:
                 try:
                     event = decode(line)
-                except msgspec.MsgspecError:
+                except (msgspec.MsgspecError, RecursionError):
                     event = decode_event(line, shape)  # an ERROR's Status, or a clear Malformed
                 if event.type == "ERROR":
                     event = decode_event(line, shape)

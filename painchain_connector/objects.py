@@ -315,6 +315,8 @@ def decode_event(line: bytes, shape: type = dict) -> WatchEvent:
         failure = exc  # an ERROR event's Status does not fit a Pod (its `status` is a string)
     except msgspec.DecodeError:
         raise Malformed("a watch event that is not JSON", not_json=True) from None
+    except RecursionError:
+        raise Malformed("a watch event nested too deeply") from None
     else:
         return event if event.type != "ERROR" else (_error(line) or WatchEvent(type="ERROR", object=Status()))
     error = _error(line)
@@ -328,7 +330,7 @@ def _error(line: bytes) -> WatchEvent | None:
         envelope = _envelope.decode(line)
         if envelope.type == "ERROR":
             return WatchEvent(type="ERROR", object=_status.decode(envelope.object))
-    except msgspec.MsgspecError:
+    except (msgspec.MsgspecError, RecursionError):
         pass
     return None
 
@@ -340,6 +342,8 @@ def decode_list(body: bytes, shape: type = dict) -> ListPage:
         raise Malformed(f"a list answer does not fit the {shape.__name__} list shape: {exc}") from None
     except msgspec.DecodeError:
         raise Malformed("a list answer that is not JSON", not_json=True) from None
+    except RecursionError:
+        raise Malformed("a list answer nested too deeply") from None
 
 
 def shaped(obj: Any, shape: type) -> Any:

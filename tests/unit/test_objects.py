@@ -93,3 +93,11 @@ def test_a_list_page_decodes_its_items_and_continue_token():
 def test_plain_maps_are_converted_and_structs_pass_through():
     pod = shaped(POD, Pod)
     assert isinstance(pod, Pod) and shaped(pod, Pod) is pod
+
+
+def test_an_object_nested_too_deeply_is_malformed_not_a_crash():
+    deep = b'{"type":"ADDED","object":{"spec":{"a":' + b"[" * 100_000 + b"]" * 100_000 + b"}}}"
+    with pytest.raises(Malformed, match="nested too deeply"):
+        decode_event(deep, Workload)
+    with pytest.raises(Malformed, match="nested too deeply"):
+        decode_list(b'{"items":[{"spec":{"a":' + b"[" * 100_000 + b"]" * 100_000 + b"}}]}", Workload)
