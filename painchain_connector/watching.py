@@ -327,7 +327,8 @@ class Reflector:
         return True
 
     def handle_events(self, events: Iterable[WatchEvent]) -> None:
-        observed = self._observed  # labelled children resolved once: .labels() costs 5 % here
+        observed = self._observed  # label tuples made once per kind
+        counts = self.metrics.events_observed.counts  # a Tally: no lock per event (bench #1)
         for event in events:
             self._seen += 1
             kind = event.type
@@ -340,10 +341,10 @@ class Reflector:
                 raise _watch_error(obj if isinstance(obj, Status) else Status())
             if obj is None:
                 raise ServerError(f"watch {kind} event without an object")
-            counter = observed.get(kind)
-            if counter is None:
-                counter = observed[kind] = self.metrics.events_observed.labels(self.key.resource, kind)
-            counter.inc()
+            label = observed.get(kind)
+            if label is None:
+                label = observed[kind] = (self.key.resource, kind)
+            counts[label] = counts.get(label, 0) + 1
             self.apply(kind, obj)
 
     def apply(self, kind: str, obj: Any) -> None:
