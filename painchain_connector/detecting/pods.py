@@ -101,7 +101,9 @@ def _termination(name: str, terminated: Terminated, into: list) -> None:
 def _container(spec: ContainerSpec, init: bool, status: ContainerStatus | None, terminations: list) -> Container:
     name = spec.name or ""
     if status is None:
-        return share_items(Container(intern(name), intern(spec.image or ""), init, False, 0, "", None, None, None))
+        image = spec.image or ""
+        return _shared(Container(name, image, init, False, 0, "", None, None, None)) or share_items(
+            Container(intern(name), intern(image), init, False, 0, "", None, None, None))
     state = status.state
     kind, reason, message, finished = "", None, None, None
     if state is not None:
@@ -121,8 +123,15 @@ def _container(spec: ContainerSpec, init: bool, status: ContainerStatus | None, 
         finished = finished or last.terminated.finished_at
     # Shared: the canonical instance holds the strings (the replicas of a workload in the
     # same state are one object; a frozen Struct hashes in C).
-    return share_items(Container(intern(name), intern(spec.image or ""), init, bool(status.ready),
-                                 status.restart_count or 0, kind, intern(reason) if reason else None, message, finished))
+    image, ready, restarts = spec.image or "", bool(status.ready), status.restart_count or 0
+    found = _shared(Container(name, image, init, ready, restarts, kind, reason or None, message, finished))
+    if found is None:  # new: its strings interned, so the pods that differ from it share them
+        found = share_items(Container(intern(name), intern(image), init, ready, restarts, kind,
+                                      intern(reason) if reason else None, message, finished))
+    return found
+
+
+_shared = share_items._table.get  # the hit, without Shared.__call__ (the projection runs per event)
 
 
 def project(obj: Pod, seen_at: float | None = None) -> PodCompact:
@@ -148,7 +157,10 @@ def project(obj: Pod, seen_at: float | None = None) -> PodCompact:
         conditions.append((c.type or "", c.status or "", c.reason or None))
         if c.status == "False" and (c.type == "ContainersReady" or (c.type == "Ready" and ready_changed is None)):
             ready_changed = c.last_transition_time
-    shared_conditions = share_items(tuple(conditions))
+    conditions = tuple(conditions)
+    conditions = _shared(conditions) or share_items(conditions)
+    containers = tuple(containers)
+    containers = _shared(containers) or share_items(containers)
     reason = status.reason
     node = spec.node_name
     started = status.start_time
@@ -165,8 +177,8 @@ def project(obj: Pod, seen_at: float | None = None) -> PodCompact:
         clip(status.message) if phase == FAILED else None,  # message
         intern(node) if node else None,
         project_labels(meta.labels),
-        shared_conditions,
-        share_items(tuple(containers)),
+        conditions,
+        containers,
         tuple(terminations),
         ready_changed,
         created if started == created else started,  # one string when equal (a pod started in its second)
