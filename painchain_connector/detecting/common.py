@@ -145,8 +145,18 @@ def _project_labels(labels: Mapping[str, Any]) -> tuple:
     return share_labels(tuple(flat))
 
 
+_LABEL_MAPS: dict[tuple, dict[str, str]] = {}
+
+
 def labels_dict(flat: tuple) -> dict[str, str]:
-    return dict(zip(flat[::2], flat[1::2]))
+    """The labels as a map: one per distinct labels tuple (the tuples are shared between
+    replicas), never mutated by its readers (event data is read-only once made)."""
+    found = _LABEL_MAPS.get(flat)
+    if found is None:
+        if len(_LABEL_MAPS) >= 4096:
+            _LABEL_MAPS.clear()
+        found = _LABEL_MAPS[flat] = dict(zip(flat[::2], flat[1::2]))
+    return found
 
 
 # ---------------------------------------------------------------- time
