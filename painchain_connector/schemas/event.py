@@ -16,11 +16,14 @@ CONNECTOR = "kubernetes"
 
 def iso_utc(value: datetime) -> str:
     """ISO-8601 in UTC with a `Z` suffix and millisecond precision: 2026-11-25T23:24:41.123Z
-    (the backend's format, for event timestamps and lastSync alike); naive means UTC."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    value = value.astimezone(timezone.utc)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    (the backend's format, for event timestamps and lastSync alike); naive means UTC.
+
+    Formatted with `%` rather than strftime: it runs once per outgoing event, and strftime
+    was half the cost of encoding one (bench/outgoing.py). The year is always 4 digits."""
+    if value.tzinfo is not None and value.tzinfo is not timezone.utc:
+        value = value.astimezone(timezone.utc)
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ" % (
+        value.year, value.month, value.day, value.hour, value.minute, value.second, value.microsecond // 1000)
 
 
 class UtcTimestamp(fields.Field):
