@@ -140,6 +140,11 @@ def _encoder() -> msgspec.json.Encoder:
     return msgspec.json.Encoder()
 
 
+@functools.cache
+def _schema() -> PainChainEventSchema:
+    return PainChainEventSchema()
+
+
 def to_outgoing(change: Change, route: Route, *, project: str | None = None) -> Outgoing:
     """Attach routing to a detected change and encode it, once, to the bytes that are posted.
     `project` replaces "<cluster>:<namespace>" (integration problems use "_integration")."""
@@ -166,7 +171,7 @@ def to_outgoing(change: Change, route: Route, *, project: str | None = None) -> 
 def schema_document(change: Change, route: Route, *, project: str | None = None) -> dict[str, Any]:
     """The same event through `PainChainEventSchema.dump`: the reference `to_outgoing` is held
     to (tests, bench/outgoing.py). Not on the delivery path."""
-    return PainChainEventSchema().dump(
+    return _schema().dump(
         {
             "title": change.title,
             "connector": CONNECTOR,
