@@ -4,8 +4,8 @@
 source of the published `schemas/event.schema.json`. Posting does not go through it:
 `to_outgoing` fills an `OutgoingEvent` (a msgspec Struct with the same fields, names and
 order) and encodes it once to the UTF-8 JSON bytes that are posted, spooled and written by
-the local sink, ~7x cheaper per event than marshmallow's `dump` plus `json.dumps`
-(bench/outgoing.py). `schema_document` is the same event through the schema;
+the local sink, ~4x cheaper per event than marshmallow's `dump` plus `json.dumps`
+(bench #1c, bench/outgoing.py). `schema_document` is the same event through the schema;
 tests/unit/test_outgoing_encoding.py holds the two equal on every kind of event.
 
 Pure: no I/O; the encoder is created on first use, not on import.
@@ -29,7 +29,8 @@ def iso_utc(value: datetime) -> str:
     (the backend's format, for event timestamps and lastSync alike); naive means UTC.
 
     Formatted with `%` rather than strftime: it runs once per outgoing event, and strftime
-    was half the cost of encoding one (bench/outgoing.py). The year is always 4 digits."""
+    alone cost a third to a half of encoding one (bench/outgoing.py). The year is always 4
+    digits."""
     if value.tzinfo is not None and value.tzinfo is not timezone.utc:
         value = value.astimezone(timezone.utc)
     return "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ" % (
