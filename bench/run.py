@@ -47,10 +47,12 @@ def verdict(ok: bool) -> str:
 
 
 def one(size):
+    from bench.outgoing import bench_outgoing
     from bench.pipeline import bench_pipeline
 
     r = bench_pipeline(events=size["events"], rounds=size["rounds"], k8s_events=size["k8s_events"],
                        profile_to=os.path.join(HERE, "profile_pipeline.txt"))
+    r["outgoing"] = o = bench_outgoing(rounds=size["rounds"] + 2)
     json_rate = r["json"]["wall_rate"]
     k = r["k8s_watch"]
     storm, routine = r["storm_mix"], r["routine_mix"]
@@ -73,6 +75,9 @@ def one(size):
          f"json.loads {k['json']['wall_rate']:,.0f}", f"{k['ratio_to_json_wall']:.2f}", "report", "info"),
         ("1b", "  vs our pipeline, same events", f"{k['k8s']['wall_rate']:,.0f}", f"ours {k['pipeline']['wall_rate']:,.0f}",
          f"{k['ratio_to_pipeline_wall']:.2f}", "report", "info"),
+        ("1c", f"outgoing us/event, msgspec ({o['payload_bytes']:,} B)", f"{o['msgspec_us']:.1f}",
+         f"marshmallow+json.dumps {o['marshmallow_json_us']:.1f}", f"{o['speedup']:.1f}x", "", "info"),
+        ("1c", "  marshmallow dump alone (old to_outgoing)", f"{o['marshmallow_dump_us']:.1f}", "", "", "", "info"),
     ]
     return r, rows
 

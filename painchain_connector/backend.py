@@ -235,7 +235,7 @@ class BackendClient:
         sent exactly when the item has a tenant. 5xx/timeouts/connection errors raise
         TransientError; 413 and every other 4xx raise PermanentError."""
         what = "POST /events"
-        response = self._send("POST", "/events", what, data=json.dumps(item.body),
+        response = self._send("POST", "/events", what, data=item.payload,
                               headers=self._json_headers(item.tenant_id))
         if response.status_code == 409:
             return "duplicate"

@@ -4,6 +4,7 @@ No behaviour and no I/O here; every other module depends on these shapes only.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Mapping
@@ -76,6 +77,13 @@ class Outgoing:
     tenant_id: str | None
     integration_id: str
     external_id: str
-    body: Mapping[str, Any]  # the PainChainEvent document, as posted
+    # The PainChainEvent document as posted: UTF-8 JSON, encoded once when detected (bytes
+    # are also a fraction of the memory a dict of it would hold while queued).
+    payload: bytes
     kind: str = ""
     cluster: str = ""
+
+    @property
+    def body(self) -> dict[str, Any]:
+        """The document decoded, for readers (the demo console, tests); delivery never decodes."""
+        return json.loads(self.payload)

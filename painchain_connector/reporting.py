@@ -38,6 +38,8 @@ from .schemas.event import to_outgoing
 from .schemas.integration import Integration
 from .sources import Fetched
 
+# The namespace part of an integration problem's project ("<cluster>:_integration").
+INTEGRATION_SCOPE = "_integration"
 FAILING = frozenset({"invalid", "unreachable", "unauthorized", "forbidden", "refused"})
 _WORDS = {
     "config": "configuration rejected",
@@ -182,28 +184,36 @@ class Reporter:
                 self._post(problem, tenants, serving, now, hour=hour, resolved=True)
 
     def _post(self, problem: Problem, tenants, serving, now: float, *, hour: int, resolved: bool) -> None:
-        """One event; its externalId is the problem's and its start hour's, for both phases."""
         integ = serving.get(problem.integration_id)
-        where = f"cluster {problem.cluster!r}: " if problem.cluster else ""
-        words = _WORDS[problem.kind]
-        title = f"Integration problem resolved: {where}{words}" if resolved else f"Integration problem: {where}{words}"
-        digest = hashlib.sha256(repr(problem.key).encode()).hexdigest()[:12]
-        phase = "resolved" if resolved else "started"
-        data = {"problem": problem.kind, "phase": phase, "summary": f"{where}{words}: {problem.message}"
-                if not resolved else f"{where}{words}: resolved", "reason": problem.message}
-        if problem.cluster:
-            data["cluster"] = problem.cluster
-        change = Change(title=title[:500], timestamp=datetime.fromtimestamp(now, timezone.utc),
-                        external_id=f"integration-problem-{digest}-{hour}-{phase}",
-                        namespace="_integration", kind="Integration", reason=f"Problem{phase.title()}", data=data)
         route = Route(integration_id=problem.integration_id, tenant_id=tenants.get(problem.integration_id),
                       cluster=problem.cluster or "", tags=integ.tags if integ else ())
-        item = to_outgoing(change, route)
-        if problem.cluster is None:
-            item = replace(item, body={**item.body, "project": "_integration"})
-        logger.bind(integration=problem.integration_id).info("integration {}: problem {} {}",
-                                                             problem.integration_id, phase, f"{where}{words}")
-        self._emit(item)
+        change, project = problem_event(problem, now=now, hour=hour, resolved=resolved)
+        logger.bind(integration=problem.integration_id).info("integration {}: problem {} {}", problem.integration_id,
+                                                             change.data["phase"], _what(problem))
+        self._emit(to_outgoing(change, route, project=project))
+
+
+def problem_event(problem: Problem, *, now: float, hour: int, resolved: bool) -> tuple[Change, str | None]:
+    """Pure: the change posted when a problem starts or is resolved, and its project when it
+    is not "<cluster>:_integration" (a config problem has no cluster: "_integration"). Its
+    externalId is the problem's and its start hour's, for both phases."""
+    what = _what(problem)
+    title = f"Integration problem resolved: {what}" if resolved else f"Integration problem: {what}"
+    digest = hashlib.sha256(repr(problem.key).encode()).hexdigest()[:12]
+    phase = "resolved" if resolved else "started"
+    data = {"problem": problem.kind, "phase": phase,
+            "summary": f"{what}: resolved" if resolved else f"{what}: {problem.message}", "reason": problem.message}
+    if problem.cluster:
+        data["cluster"] = problem.cluster
+    change = Change(title=title[:500], timestamp=datetime.fromtimestamp(now, timezone.utc),
+                    external_id=f"integration-problem-{digest}-{hour}-{phase}",
+                    namespace=INTEGRATION_SCOPE, kind="Integration", reason=f"Problem{phase.title()}", data=data)
+    return change, None if problem.cluster else INTEGRATION_SCOPE
+
+
+def _what(problem: Problem) -> str:
+    where = f"cluster {problem.cluster!r}: " if problem.cluster else ""
+    return f"{where}{_WORDS[problem.kind]}"
 
 
 def _iso(epoch: float) -> str:

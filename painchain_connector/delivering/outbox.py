@@ -1,8 +1,9 @@
 """The outbox: detected events in, posts to the backend (or a local sink) out.
 
 Owns per-(tenant, integration) FIFO queues, the bounded set of sender greenlets that
-serve them round-robin, the retry timers and a housekeeper; with a `Spool`, its disk
-half is a `SpoolHalf` (spilling.py) it owns and hands queues to.
+serve them round-robin, the retry timers and a housekeeper. Its retry policy (what a post's
+outcome means) is an `Attempts` (attempts.py) it owns; with a `Spool`, its disk half is a
+`SpoolHalf` (spilling.py) it owns and hands queues to.
 
 Promises:
 - `put()` never blocks and never does I/O: watch greenlets call it.
@@ -11,16 +12,11 @@ Promises:
   queue is paused; every other queue keeps flowing.
 - Fairness: ready queues are served one event per turn, round-robin, so one
   integration's storm or one tenant's failing backend cannot starve the others.
-- Retries: a backend that is unavailable (502, 503, 504, a timeout, a refused or reset
-  connection) pauses ALL delivery (one gate, backoff with full jitter from `retry_base`
-  to `retry_cap`, at least its `Retry-After`) and is not charged to any event: an outage
-  is not the event's fault, and giving up on every queued event during one would defeat
-  the spool. Other transient errors (500: the real backend's answer for a deleted
-  integration or an unknown tenant) are the event's: its queue pauses with equal jitter
-  from `settings.retry_initial` doubling to `settings.retry_max` (spanning minutes), and
-  it is dead-lettered after `max_attempts` of them. Either way an event older than
-  `max_event_age` is dead-lettered. PermanentError -> dead-lettered at once. Dead letters are counted, logged once (integration, cluster,
-  externalId, never the body) and kept in the spool when there is one.
+- Retries (attempts.py, the policy): a backend that is unavailable pauses ALL delivery
+  behind one gate and is charged to no event; other transient errors pause the event's
+  queue with a backoff spanning minutes (`settings.retry_initial` to `settings.retry_max`)
+  and dead-letter it after `max_attempts`; an event older than `max_event_age` or refused
+  permanently is dead-lettered. Dead letters are kept in the spool when there is one.
 - Bound: at most `outbox_max` events in memory (in flight included). Without a spool
   the oldest event of the longest queue is dropped (the storm pays, not its quiet
   neighbours); with a spool the housekeeper moves the newest events of the longest
@@ -34,8 +30,8 @@ Greenlets (all in groups this object owns, all stopped by `stop()`):
 `outbox-retry` timer per paused queue.
 
 How it fails: a poster exception other than Transient/PermanentError is logged with its
-traceback and the event dead-lettered; a spool error is logged and the events stay in
-memory (subject to the memory bound).
+traceback and the event dead-lettered (attempts.py); a spool error is logged and the events
+stay in memory (subject to the memory bound).
 """
 from __future__ import annotations
 
@@ -51,16 +47,13 @@ from gevent.event import Event
 from gevent.pool import Group
 from gevent.queue import Queue
 from .._log import logger
-
-from ..backend import PermanentError, TransientError
 from ..metrics import Metrics
 from ..model import Outgoing
 from ..settings import Settings
+from .attempts import DONE, WAIT, Attempts
 from .queues import BUSY, IDLE, LOAD_BATCH, PAUSED, READY, Key, _Pending, _Queue
 from .spilling import SpoolHalf
 from .spool import Spool
-
-_WAIT = "wait"  # _attempt: the backend is unavailable; retry once the gate opens
 
 
 class Outbox:
@@ -82,22 +75,13 @@ class Outbox:
     ) -> None:
         # `poster` is an object with post(item) -> "stored" | "duplicate" (BackendClient,
         # JsonLinesSink), or that callable itself.
-        self._post: Callable[[Outgoing], str] = poster.post if hasattr(poster, "post") else poster
+        post: Callable[[Outgoing], str] = poster.post if hasattr(poster, "post") else poster
         self._senders_n = settings.senders
         self._max = settings.outbox_max
-        self._max_attempts = settings.max_attempts
-        self._max_age = settings.max_event_age
         self._metrics = metrics if metrics is not None else Metrics()
         self._spool = spool
         self._sleep = sleep
         self._clock = clock
-        self._rng = rng
-        self._retry_base = retry_base  # the "backend unavailable" gate
-        self._retry_cap = retry_cap
-        self._charged_base = settings.retry_initial if charged_base is None else charged_base
-        self._charged_cap = settings.retry_max if charged_cap is None else charged_cap
-        self._gate_until = 0.0  # clock() before which no sender posts (backend unavailable)
-        self._gate_failures = 0
         self._warn_interval = warn_interval
         self._drain_timeout = settings.drain_timeout
         # With a spool, the housekeeper spills from half the bound down to a quarter, so a
@@ -117,10 +101,14 @@ class Outbox:
         self._state = "new"
         # reported by the housekeeper, at most once per warn_interval
         self._overflow_unreported = 0
-        self._retries_unreported = 0
-        self._last_retry_message = ""
         self._last_report = float("-inf")
         self._disk = SpoolHalf(spool, self._metrics) if spool is not None else None
+        self._attempts = Attempts(
+            post=post, metrics=self._metrics, disk=self._disk, clock=clock, rng=rng,
+            max_attempts=settings.max_attempts, max_age=settings.max_event_age, retry_base=retry_base,
+            retry_cap=retry_cap, charged_base=settings.retry_initial if charged_base is None else charged_base,
+            charged_cap=settings.retry_max if charged_cap is None else charged_cap,
+        )
 
         self._next_seq = 1
         if self._disk is not None:
@@ -258,7 +246,7 @@ class Outbox:
         q: _Queue = self._ready.get()
         if q.gone or q.state != READY:
             return
-        wait = self._gate_until - self._clock()
+        wait = self._attempts.gate_wait()
         if wait > 0:  # the backend is unavailable: every sender waits, nobody is charged
             self._sleep(wait)
             if q.gone or q.state != READY:
@@ -279,7 +267,7 @@ class Outbox:
             return
         q.in_flight = pending
         try:
-            retry = self._attempt(q, pending)
+            outcome = self._attempts.attempt(q, pending)
         except GreenletExit:
             q.in_flight = None
             # stop() killed us mid-post: keep the event where it was, for the spool.
@@ -290,29 +278,20 @@ class Outbox:
             q.state = IDLE
             raise
         q.in_flight = None
-        if retry and not q.gone:
+        if outcome != DONE and not q.gone:
             q.head.appendleft(pending)
-            if retry == _WAIT:
+            if outcome == WAIT:
                 self._release(q)  # ready again at once; the gate holds every sender
             else:
                 self._pause(q)
             return
-        self._finish(pending, dropped_because_gone=bool(retry))
+        self._finish(pending, dropped_because_gone=outcome != DONE)
         self._release(q)
 
-    def _close_gate(self, exc: TransientError) -> None:
-        self._gate_failures += 1
-        delay = self._rng() * min(self._retry_cap, self._retry_base * 2 ** (self._gate_failures - 1))
-        delay = max(delay, exc.retry_after or 0.0)
-        self._gate_until = max(self._gate_until, self._clock() + delay)
-
     def _pause(self, q: _Queue) -> None:
-        """Hold the queue (its head waits for a retry) for an equal-jitter backoff: an event
-        that keeps failing is retried over minutes, not seconds."""
+        """Hold the queue (its head waits for a retry) for the policy's backoff."""
         q.state = PAUSED
-        ceiling = min(self._charged_cap, self._charged_base * 2 ** max(0, q.failures - 1))
-        delay = ceiling / 2 + self._rng() * ceiling / 2
-        timer = Greenlet(self._resume_later, q, delay)
+        timer = Greenlet(self._resume_later, q, self._attempts.pause_delay(q.failures))
         timer.name = "outbox-retry"
         self._timers.start(timer)
 
@@ -325,60 +304,6 @@ class Outbox:
         elif not q.head and q.tail:  # cannot happen while the invariant holds; stay safe
             q.head, q.tail = q.tail, deque()
         return q.head.popleft() if q.head else None
-
-    def _attempt(self, q: _Queue, pending: _Pending) -> bool | str:
-        """Post one event. Returns False when done with it, True to retry it after its
-        queue's pause, `_WAIT` to retry it once the backend is available again."""
-        item = pending.item
-        kind = item.kind or "unknown"
-        started = time.perf_counter()
-        try:
-            result = self._post(item)
-        except TransientError as exc:
-            self._metrics.post_latency.observe(time.perf_counter() - started)
-            self._metrics.events_posted.labels(kind, "retry").inc()
-            self._retries_unreported += 1
-            self._last_retry_message = exc.message
-            if not exc.unavailable:
-                q.failures += 1
-                pending.attempts += 1
-            too_old = self._clock() - pending.first_seen >= self._max_age
-            if q.gone:
-                return True
-            if too_old or pending.attempts >= self._max_attempts:
-                why = "too old" if too_old else f"{pending.attempts} attempts"
-                self._dead_letter(pending, status=exc.status, reason=f"{exc.message} (gave up: {why})")
-                q.failures = 0  # the backoff is this event's: the next one starts afresh
-                return False
-            self._log(item).debug("retrying {} later: {}", item.external_id, exc.message)
-            if exc.unavailable:
-                self._close_gate(exc)
-                return _WAIT
-            return True
-        except PermanentError as exc:
-            self._metrics.post_latency.observe(time.perf_counter() - started)
-            pending.attempts += 1
-            self._dead_letter(pending, status=exc.status, reason=exc.message)
-            return False
-        except (GreenletExit, gevent.Timeout):
-            raise
-        except Exception as exc:  # noqa: BLE001 - a poster bug: keep serving the other events
-            pending.attempts += 1
-            self._log(item).opt(exception=True).error("posting {} failed unexpectedly", item.external_id)
-            self._dead_letter(pending, status=None, reason=f"unexpected {type(exc).__name__}")
-            return False
-        self._metrics.post_latency.observe(time.perf_counter() - started)
-        self._metrics.events_posted.labels(kind, "duplicate" if result == "duplicate" else "stored").inc()
-        q.failures = 0
-        self._gate_failures = 0
-        return False
-
-    def _dead_letter(self, pending: _Pending, *, status: int | None, reason: str) -> None:
-        item = pending.item
-        self._metrics.events_posted.labels(item.kind or "unknown", "dead_letter").inc()
-        self._log(item).warning("event {} dead-lettered: {}", item.external_id, reason)
-        if self._disk is not None:
-            self._disk.dead_letter(pending, status=status, reason=reason, failed_at=self._clock())
 
     def _finish(self, pending: _Pending, *, dropped_because_gone: bool) -> None:
         if dropped_because_gone:
@@ -467,12 +392,7 @@ class Outbox:
                            self._overflow_unreported)
             self._overflow_unreported = 0
             self._last_report = now
-        if self._retries_unreported:
-            logger.warning("{} event posts failed transiently and will be retried (last: {})",
-                           self._retries_unreported, self._last_retry_message)
-            self._retries_unreported = 0
+        retries, last_message = self._attempts.take_retry_report()
+        if retries:
+            logger.warning("{} event posts failed transiently and will be retried (last: {})", retries, last_message)
             self._last_report = now
-
-    @staticmethod
-    def _log(item: Outgoing):
-        return logger.bind(integration=item.integration_id, cluster=item.cluster)

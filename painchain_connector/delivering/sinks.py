@@ -3,8 +3,10 @@
 `JsonLinesSink.post(item)` has the backend client's shape, so local mode uses the same
 Outbox (order, bound, drain) with this in place of `BackendClient`. Starts no greenlets.
 
-Each event is written and flushed in one call that does not yield to gevent, so lines
-from concurrent senders never interleave. A write error (disk full, closed pipe) raises
+A line is the event's payload as posted (UTF-8 JSON); a stream that cannot encode one of
+its characters (stdout in an ASCII locale) gets the same document with it escaped. Each
+event is written and flushed in one call that does not yield to gevent, so lines from
+concurrent senders never interleave. A write error (disk full, closed pipe) raises
 TransientError: the outbox retries it a bounded number of times, then dead-letters it.
 """
 from __future__ import annotations
@@ -27,9 +29,12 @@ class JsonLinesSink:
             self._owned = False
 
     def post(self, item: Outgoing) -> str:
-        line = json.dumps(item.body) + "\n"
+        line = item.payload.decode() + "\n"
         try:
-            self._stream.write(line)
+            try:
+                self._stream.write(line)
+            except UnicodeEncodeError:  # e.g. stdout in an ASCII locale; nothing was written yet
+                self._stream.write(json.dumps(json.loads(line)) + "\n")
             self._stream.flush()
         except (OSError, ValueError) as exc:  # ValueError: write to a closed file
             raise TransientError(f"sink write failed: {type(exc).__name__}") from None

@@ -3,6 +3,8 @@
 Owns three tables:
 - `events`: events waiting for delivery, keyed by `seq` (the outbox's put order, so
   per-integration order survives a restart); rows are deleted once delivered or dropped.
+  `body` is the event's JSON document as TEXT, written and read back as the payload's
+  bytes without parsing; every version of the connector reads every other's rows.
 - `dead_letters`: events given up on, with the status and reason (kept for inspection,
   bounded to the newest DEAD_LETTER_KEEP rows).
 - `watch_state`: the watch engine's resourceVersion and store snapshot per watch key.
@@ -18,10 +20,9 @@ with an error logged, rather than keeping the connector from starting.
 """
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,7 +78,7 @@ class SpoolRow:
     tenant_id: str | None
     integration_id: str
     external_id: str
-    body: Mapping[str, Any]
+    payload: bytes  # the document as posted (Outgoing.payload)
     kind: str = ""
     cluster: str = ""
     attempts: int = 0
@@ -85,12 +86,17 @@ class SpoolRow:
 
     @classmethod
     def of(cls, item: Outgoing, *, seq: int, attempts: int, first_seen: float) -> SpoolRow:
-        return cls(seq, item.tenant_id, item.integration_id, item.external_id, item.body, item.kind,
+        return cls(seq, item.tenant_id, item.integration_id, item.external_id, item.payload, item.kind,
                    item.cluster, attempts, first_seen)
 
     def outgoing(self) -> Outgoing:
         return Outgoing(tenant_id=self.tenant_id, integration_id=self.integration_id,
-                        external_id=self.external_id, body=self.body, kind=self.kind, cluster=self.cluster)
+                        external_id=self.external_id, payload=self.payload, kind=self.kind, cluster=self.cluster)
+
+    @property
+    def body(self) -> dict[str, Any]:
+        """The document decoded, for inspection (dead letters, tests)."""
+        return self.outgoing().body
 
 
 @dataclass(frozen=True)
@@ -170,7 +176,7 @@ class Spool:
             self._db.executemany(
                 "INSERT OR IGNORE INTO events (seq, tenant, integration, external_id, body, kind, cluster,"
                 " attempts, first_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(r.seq, r.tenant_id, r.integration_id, r.external_id, json.dumps(r.body), r.kind, r.cluster,
+                [(r.seq, r.tenant_id, r.integration_id, r.external_id, _text(r.payload), r.kind, r.cluster,
                   r.attempts, r.first_seen) for r in rows],
             )
         added = self._db.total_changes - before
@@ -194,7 +200,7 @@ class Spool:
             " WHERE integration = ? AND tenant IS ? AND seq > ? ORDER BY seq LIMIT ?",
             (integration_id, tenant_id, after, limit),
         )
-        return [SpoolRow(seq, t, i, e, json.loads(body), k, c, a, f) for seq, t, i, e, body, k, c, a, f in cursor]
+        return [SpoolRow(seq, t, i, e, _payload(body), k, c, a, f) for seq, t, i, e, body, k, c, a, f in cursor]
 
     def delete(self, seqs: Iterable[int]) -> int:
         seqs = list(seqs)
@@ -216,7 +222,7 @@ class Spool:
         self._db.execute(
             "INSERT INTO dead_letters (tenant, integration, external_id, body, kind, cluster, attempts, first_seen,"
             " failed_at, status, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (row.tenant_id, row.integration_id, row.external_id, json.dumps(row.body), row.kind, row.cluster,
+            (row.tenant_id, row.integration_id, row.external_id, _text(row.payload), row.kind, row.cluster,
              row.attempts, row.first_seen, time.time() if failed_at is None else failed_at, status, reason),
         )
         self._dead_inserts += 1
@@ -233,7 +239,7 @@ class Spool:
             (limit,),
         )
         return [
-            DeadLetter(SpoolRow(id_, t, i, e, json.loads(body), k, c, a, f), failed_at, status, reason)
+            DeadLetter(SpoolRow(id_, t, i, e, _payload(body), k, c, a, f), failed_at, status, reason)
             for id_, t, i, e, body, k, c, a, f, failed_at, status, reason in cursor
         ]
 
@@ -272,6 +278,16 @@ class Spool:
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self._db)
+
+
+def _text(payload: bytes) -> str:
+    """The `body` column as every version writes it: TEXT (a BLOB would not be JSON to an
+    older version reading this file after a downgrade)."""
+    return payload.decode()
+
+
+def _payload(body: str | bytes) -> bytes:
+    return body.encode() if isinstance(body, str) else bytes(body)
 
 
 class _Transaction:

@@ -121,7 +121,8 @@ def test_keep_leaves_the_cluster_up_for_the_users_changes_until_ctrl_c(tmp_path)
         cluster, user = kubeconfig["clusters"][0]["cluster"], kubeconfig["users"][0]["user"]
         kube = Kube(server=cluster["server"], ca_file=cluster["certificate-authority"], token=user["token"])
         kube.patch("deployments", "demo", "web", {"spec": {"replicas": 5}})  # kubectl scale, by the user
-        _read_until(proc.stdout, json.dumps("Deployment Scaled: web (3 → 5)"), timeout=30)  # JSON lines
+        # JSON lines, in UTF-8 (the payload as posted)
+        _read_until(proc.stdout, json.dumps("Deployment Scaled: web (3 → 5)", ensure_ascii=False), timeout=30)
         kube.close()
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=60) == 0

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+import msgspec
 import pytest
 
 from painchain_connector.backend import (
@@ -38,7 +39,8 @@ def event(integration_id="int-a", external_id="e-1", *, tenant_id=None, **overri
     }
     body.update(overrides)
     body = {k: v for k, v in body.items() if v is not None}
-    return Outgoing(tenant_id=tenant_id, integration_id=integration_id, external_id=external_id, body=body,
+    return Outgoing(tenant_id=tenant_id, integration_id=integration_id, external_id=external_id,
+                    payload=msgspec.json.encode(body),  # as to_outgoing encodes it
                     kind="Pod", cluster="dev")
 
 

@@ -3,13 +3,16 @@ from __future__ import annotations
 
 import io
 import json
+import sqlite3
 
 import gevent
+import msgspec
 import pytest
 from gevent.event import Event
 
 from painchain_connector.backend import BackendClient
 from painchain_connector.delivering import JsonLinesSink, Outbox, Spool
+from painchain_connector.delivering.spool import FILENAME
 from painchain_connector.metrics import Metrics
 from painchain_connector.model import Outgoing
 from painchain_connector.settings import Settings
@@ -60,7 +63,8 @@ def event(integration_id: str, n: int | str, *, tenant_id: str | None = None, **
         "data": data,
         "tags": [],
     }
-    return Outgoing(tenant_id=tenant_id, integration_id=integration_id, external_id=external_id, body=body,
+    return Outgoing(tenant_id=tenant_id, integration_id=integration_id, external_id=external_id,
+                    payload=msgspec.json.encode(body),  # as to_outgoing encodes it
                     kind="Pod", cluster="dev")
 
 
@@ -331,6 +335,27 @@ def test_the_spool_survives_a_restart_and_pending_events_go_first_in_order(backe
     assert backend.tenant_mismatches() == []
 
 
+def test_events_spooled_by_the_previous_version_are_posted_after_an_upgrade(backend, make_outbox, tmp_path):
+    backend.add_integration("a", tenant_id="t1")
+    documents = [event("a", n, tenant_id="t1", note="naïve ☃").body for n in range(3)]
+    Spool(tmp_path).close()
+    with sqlite3.connect(tmp_path / FILENAME) as db:  # as it wrote them: json.dumps text, ASCII-escaped
+        db.executemany(
+            "INSERT INTO events (seq, tenant, integration, external_id, body, kind, cluster, attempts, first_seen)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(n + 1, "t1", "a", doc["externalId"], json.dumps(doc), "Pod", "dev", 0, 1000.0)
+             for n, doc in enumerate(documents)])
+    db.close()
+    spool = Spool(tmp_path)
+    outbox = make_outbox(spool=spool)
+    outbox.start()
+
+    wait_for(lambda: spool.pending == 0 and outbox.depth == 0)
+    assert backend.events_for("a") == documents
+    assert backend.tenant_mismatches() == []
+    spool.close()
+
+
 def test_retain_integrations_drops_the_events_of_vanished_integrations(backend, make_outbox, metrics, tmp_path):
     backend.add_integration("kept")
     backend.down()
@@ -392,6 +417,16 @@ def test_local_mode_sink_appends_to_a_file(tmp_path):
     assert sink.post(event("a", 1)) == "stored"
     sink.close()
     assert json.loads(target.read_text())["externalId"] == "a-1"
+
+
+def test_local_mode_escapes_what_an_ascii_stream_cannot_write():
+    raw = io.BytesIO()
+    stream = io.TextIOWrapper(raw, encoding="ascii")
+    sink = JsonLinesSink(stream)
+    item = event("a", 1, note="naïve ☃")
+    assert sink.post(item) == "stored"
+    line = raw.getvalue().decode("ascii")
+    assert line.endswith("\n") and json.loads(line) == item.body
 
 
 def test_a_backend_answering_503_pauses_delivery_without_charging_any_event(backend, make_outbox, metrics):

@@ -103,6 +103,16 @@ def test_status_turns_error_after_two_failing_resyncs_and_back_and_each_problem_
     assert events[0].external_id.rsplit("-", 1)[0] == events[1].external_id.rsplit("-", 1)[0]  # same start hour
 
 
+def test_a_rejected_config_is_posted_on_the_integrations_own_project_with_its_tenant():
+    events = []
+    reporter = Reporter(update=lambda *args: True, emit=events.append, clock=lambda: 1000.0)
+    reporter.report(serving=(), fetched=select([doc("i1")]), kept={"i1": ("config.clusters: x",)}, health=[],
+                    statuses={"i1": "active"})
+    reporter._puts.join()
+    assert [(e.body["project"], e.body["data"]["problem"], e.tenant_id) for e in events] == [
+        ("_integration", "config", "t1")]
+
+
 def test_a_failed_status_put_is_tried_again_at_the_next_resync_and_a_full_pool_never_blocks():
     answers, puts = [False, True], []
 

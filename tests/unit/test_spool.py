@@ -1,14 +1,15 @@
 """The on-disk spool: pending events, dead letters and watch state survive a reopen."""
 from __future__ import annotations
 
+import json
 import sqlite3
 
 from painchain_connector.delivering.spool import FILENAME, Spool, SpoolRow
 
 
 def row(seq: int, integration: str = "a", tenant: str | None = None) -> SpoolRow:
-    return SpoolRow(seq, tenant, integration, f"{integration}-{seq}", {"externalId": f"{integration}-{seq}", "n": seq},
-                    "Pod", "dev", 1, 1000.0 + seq)
+    body = {"externalId": f"{integration}-{seq}", "n": seq}
+    return SpoolRow(seq, tenant, integration, f"{integration}-{seq}", json.dumps(body).encode(), "Pod", "dev", 1, 1000.0 + seq)
 
 
 def test_pending_events_survive_a_reopen_and_load_in_order_per_queue(tmp_path):
@@ -58,6 +59,19 @@ def test_dead_letters_are_kept_with_status_and_reason_newest_first(tmp_path):
         assert (newest.row.external_id, newest.status, newest.reason) == ("a-2", 413, "HTTP 413")
         assert oldest.row.body == {"externalId": "a-1", "n": 1}
         assert spool.dead_letter_count() == 2
+
+
+def test_rows_are_json_text_that_the_previous_version_reads_after_a_downgrade(tmp_path):
+    document = {"externalId": "a-1", "title": "Pod Created: naïve ☃"}
+    written = SpoolRow(1, None, "a", "a-1", json.dumps(document, ensure_ascii=False).encode(), "Pod", "dev", 0, 1.0)
+    with Spool(tmp_path) as spool:
+        spool.put_events([written])
+        spool.add_dead_letter(written, status=500, reason="HTTP 500", failed_at=2.0)
+    with sqlite3.connect(tmp_path / FILENAME) as db:
+        for table in ("events", "dead_letters"):
+            ((kind, body),) = db.execute(f"SELECT typeof(body), body FROM {table}").fetchall()  # noqa: S608
+            assert kind == "text" and json.loads(body) == document  # what the previous version did with it
+    db.close()
 
 
 def test_watch_state_is_saved_replaced_and_deleted(tmp_path):
