@@ -80,7 +80,11 @@ class Scale:
         """Adjust to `integrations` and wait until the server holds every watch open."""
         started = time.perf_counter()
         counts = self.pool.adjust(wanted_watches(parse(documents(integrations, self.url))))
-        want = integrations * RESOURCES
+        # every watch: the pods watches' owner index watches (ReplicaSets, Jobs) and one
+        # namespace watch per credential set too; the idle window must not start while some
+        # of them are still connecting
+        want = (len(self.pool.running) + len(self.pool.correlations.indexes)
+                + sum(1 for entry in self.pool.notes._entries.values() if entry[2] is not None))
         while True:
             watching = self.stats()["watching"]
             if watching >= want:
@@ -90,7 +94,7 @@ class Scale:
             gevent.sleep(0.5)
         gevent.sleep(1.0)
         gc.collect()
-        return {"integrations": integrations, "watches": len(self.pool.running), "open_at_server": watching,
+        return {"integrations": integrations, "watches": want, "open_at_server": watching,
                 "seconds_to_establish": round(time.perf_counter() - started, 1), "adjust": counts,
                 "rss": rss(), "fds": psutil.Process().num_fds(), "restarts": self.restarts()}
 
