@@ -1,12 +1,10 @@
-"""WatchKey -> greenlet. `adjust()` compares wanted watches with running ones.
-
-Like kopf's `adjust_tasks`: stop the redundant first, restart those whose fingerprint
-changed (a rotated token, new tags: the Store is handed over, so the restart relists and
-diffs instead of re-baselining and nothing in between is missed), start the missing,
-leave the unchanged alone. Every watch greenlet is owned by the pool (a dict keyed by
-WatchKey, never a size-limited pool: watches never end), is named after its key, and
-runs through a guard that logs a crash or a return (a bug) and restarts it with backoff.
-Clients are shared per credential set and closed when their last watch stops. Two more
+"""WatchKey -> greenlet. `adjust()` compares wanted watches with running ones, like kopf's
+`adjust_tasks`: stop the redundant first, restart those whose fingerprint changed (a rotated token,
+new tags: the Store is handed over, so the restart relists and diffs instead of re-baselining and
+nothing in between is missed), start the missing, leave the unchanged alone. Every watch greenlet is
+owned by the pool (a dict keyed by WatchKey, never a size-limited pool: watches never end), is named
+after its key, and runs through a guard that logs a crash or a return (a bug) and restarts it with
+backoff. Clients are shared per credential set and closed when their last watch stops. Two more
 greenlets, both stopped by `stop_all()`: "watch-state:flush" (with a state store) and
 "watch-stall-probe" (probing.StallProbe, unless the probe is off).
 """
@@ -28,7 +26,6 @@ from .clusters import ApiError, ListerWatcher, ReadLimits
 from .filtering import ClusterNotesBook, FilterBook, Filters, Gate, exists_checker
 from .correlating import WORKLOAD_RESOURCES, Correlations
 from .metrics import Metrics
-from .objects import SHAPES
 from .model import ALL_NAMESPACES, Route, WatchKey
 from .probing import ProbeSettings, StallProbe
 from .resources import RESOURCE_TYPES
@@ -286,7 +283,7 @@ class WatchPool:
             lister_watcher=ListerWatcher(
                 api, path=RESOURCE_TYPES[key.resource].path(key.namespace),
                 connect_timeout=self.clients.connect_timeout, limits=self.limits,
-                label_selector=spec.label_selector, shape=SHAPES[key.resource],
+                label_selector=spec.label_selector,
             ),
             project=gate.project,
             detect=gate.detect,
