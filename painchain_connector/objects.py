@@ -8,7 +8,8 @@ into `ListPage[Pod]`; `detecting.project` then keeps the compact state of each o
 field a shape declares must have the declared type (`restartCount` an integer, `labels` a
 map of strings): a value of another type is the clear `Malformed` error the watch reports
 (see clusters.py), as a line that is not JSON at all. JSON `null` is accepted wherever
-Kubernetes may send it (omitted and null mean the same to every reader here).
+Kubernetes may send it (omitted and null mean the same to every reader here: a container
+`state: {"waiting": null}`, which no apiserver sends, reads as no state).
 
 The Structs are `gc=False`: decoded JSON cannot hold a reference cycle, and untracked
 objects cost the collector nothing. Field names are the Python spelling of the API's
@@ -18,12 +19,15 @@ No I/O, no state: `decoder(...)` builds the cached msgspec decoders on first use
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Generic, TypeVar
+from typing import Annotated, Any, Callable, Generic, TypeVar
 
 import msgspec
 from msgspec import Struct, field
 
 T = TypeVar("T")
+# Kubernetes integers are int32/int64: a larger number is an answer no apiserver sends (and
+# one orjson could not encode again in the event data), so it does not fit the shape.
+Int = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 
 
 class _Shape(Struct, rename="camel", gc=False):
@@ -34,8 +38,8 @@ class _Shape(Struct, rename="camel", gc=False):
 
 
 class OwnerReference(_Shape):
-    kind: str = ""
-    name: str = ""
+    kind: str | None = None
+    name: str | None = None
     controller: bool | None = None
 
 
@@ -51,7 +55,7 @@ class ObjectMeta(_Shape):
     namespace: str | None = None
     uid: str | None = None
     resource_version: str | None = None
-    generation: int | None = None
+    generation: Int | None = None
     creation_timestamp: str | None = None
     deletion_timestamp: str | None = None
     labels: dict[str, str] | None = None
@@ -87,8 +91,8 @@ class PodCondition(_Shape):
 
 
 class Terminated(_Shape):
-    exit_code: int | None = None
-    signal: int | None = None
+    exit_code: Int | None = None
+    signal: Int | None = None
     reason: str | None = None
     message: str | None = None
     finished_at: str | None = None
@@ -113,7 +117,7 @@ class ContainerState(_Shape):
 class ContainerStatus(_Shape):
     name: str | None = None
     ready: bool | None = None
-    restart_count: int | None = None
+    restart_count: Int | None = None
     state: ContainerState | None = None
     last_state: ContainerState | None = None
 
@@ -148,16 +152,16 @@ class WorkloadCondition(_Shape):
 class WorkloadStatus(_Shape):
     """The status fields of Deployments, StatefulSets and DaemonSets together."""
 
-    observed_generation: int | None = None
-    replicas: int | None = None
-    ready_replicas: int | None = None
-    available_replicas: int | None = None
-    updated_replicas: int | None = None
-    current_replicas: int | None = None
-    desired_number_scheduled: int | None = None
-    current_number_scheduled: int | None = None
-    number_ready: int | None = None
-    number_unavailable: int | None = None
+    observed_generation: Int | None = None
+    replicas: Int | None = None
+    ready_replicas: Int | None = None
+    available_replicas: Int | None = None
+    updated_replicas: Int | None = None
+    current_replicas: Int | None = None
+    desired_number_scheduled: Int | None = None
+    current_number_scheduled: Int | None = None
+    number_ready: Int | None = None
+    number_unavailable: Int | None = None
     update_revision: str | None = None
     current_revision: str | None = None
     conditions: list[WorkloadCondition] | None = None
@@ -177,10 +181,10 @@ class Workload(_Shape):
 
 class ServicePort(_Shape):
     name: str | None = None
-    port: int | None = None
-    target_port: int | str | None = None
+    port: Int | None = None
+    target_port: Int | str | None = None
     protocol: str | None = None
-    node_port: int | None = None
+    node_port: Int | None = None
 
 
 class ServiceSpec(_Shape):
@@ -204,7 +208,7 @@ class ObjectReference(_Shape):
 
 
 class EventSeries(_Shape):
-    count: int | None = None
+    count: Int | None = None
     last_observed_time: str | None = None
 
 
@@ -218,7 +222,7 @@ class Event(_Shape):
     reason: str | None = None
     message: str | None = None
     note: str | None = None  # events.k8s.io spelling of message
-    count: int | None = None
+    count: Int | None = None
     series: EventSeries | None = None
     first_timestamp: str | None = None
     last_timestamp: str | None = None
@@ -241,7 +245,7 @@ class Owner(_Shape):
 class Status(_Shape):
     """The object of a watch ERROR event (a metav1.Status)."""
 
-    code: int | None = None
+    code: int | str | None = None  # an int from a real apiserver; a string is read too (watching.py)
     reason: str | None = None
     message: str | None = None
 

@@ -236,7 +236,7 @@ class Reflector:
             )
             seen = self.wallclock().timestamp()  # when this version was observed (detect compares it)
             for obj in page.items:
-                compact = project(resource, obj, seen)
+                compact = _projected(project, resource, obj, seen)
                 fresh[compact.uid] = compact
             if len(fresh) > limits.max_list_objects:
                 raise Oversized(f"a list has more than {limits.max_list_objects} objects (MAX_LIST_OBJECTS)")
@@ -348,7 +348,7 @@ class Reflector:
             self.apply(kind, obj)
 
     def apply(self, kind: str, obj: Any) -> None:
-        compact = self._project(self.key.resource, obj, self.wallclock().timestamp())
+        compact = _projected(self._project, self.key.resource, obj, self.wallclock().timestamp())
         objects = self.store.objects
         old = objects.get(compact.uid)
         deleted = kind == "DELETED"
@@ -380,8 +380,23 @@ class Reflector:
         return self._ctx_cached
 
 
+# What reading a value no apiserver sends can raise (a number beyond int64 in a workload's
+# free-form spec, a string where the spec has a map): that object's problem, not a bug.
+_UNREADABLE = (TypeError, ValueError, AttributeError, RecursionError, OverflowError)
+
+
+def _projected(project: Callable[..., Any], resource: str, obj: Any, seen_at: float) -> Any:
+    try:
+        return project(resource, obj, seen_at)
+    except _UNREADABLE as exc:
+        raise ServerError(f"a {resource} object that cannot be read ({type(exc).__name__}: it does not fit "
+                          "the Kubernetes schema)") from None
+
+
 def _watch_error(status: Status) -> ApiError:
     code = status.code
+    if isinstance(code, str):
+        code = int(code) if code.isdigit() and len(code) <= 3 else None
     message = status.message or "watch error"
     if code == 410 or status.reason in ("Expired", "Gone"):
         return Gone(message, status=410)

@@ -84,7 +84,9 @@ def controller_ref(meta: ObjectMeta) -> tuple | None:
             break
     else:
         ref = refs[0]
-    key = (ref.kind, ref.name)
+    if not (ref.kind or ref.name):
+        return None  # an empty reference (the apiserver refuses them) names no owner
+    key = (ref.kind or "", ref.name or "")
     found = _shared.get(key)
     return found if found is not None else share_items((istr(ref.kind), istr(ref.name)))
 

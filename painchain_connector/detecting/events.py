@@ -64,7 +64,9 @@ def project(obj: Event, seen_at: float | None = None) -> EventCompact:
     reason = istr(obj.reason)
     count = max(obj.count or 0, series.count or 0, 1)
     last = obj.last_timestamp or series.last_observed_time or obj.event_time
-    involved = obj.involved_object or obj.regarding or _NO_OBJECT
+    involved = obj.involved_object
+    if involved is None or not (involved.kind or involved.name):  # events.k8s.io's spelling
+        involved = obj.regarding or _NO_OBJECT
     source = obj.source
     return EventCompact(
         uid=meta.uid or "",

@@ -106,6 +106,9 @@ def project_workload(
     uid, name, namespace, resource_version = (meta.uid or "", meta.name or "", istr(meta.namespace),
                                               meta.resource_version or "")
     spec = obj.spec or {}
+    replicas = spec.get("replicas", 1) if scalable else None  # the apiserver defaults it to 1
+    if type(replicas) is int and not -(2**63) <= replicas < 2**63:
+        raise ValueError("spec.replicas beyond int64")  # the spec is free-form: checked here
     pod_spec = (spec.get("template") or {}).get("spec") or {}
     # App containers first: data["image"] is the first one's, and an init container's rarely matters.
     containers = list(pod_spec.get("containers") or ()) + list(pod_spec.get("initContainers") or ())
@@ -122,7 +125,7 @@ def project_workload(
         deleted_at=meta.deletion_timestamp,
         generation=meta.generation or 0,
         spec_time=newest_spec_write(meta),
-        replicas=spec.get("replicas", 1) if scalable else None,  # the apiserver defaults it to 1
+        replicas=replicas,
         status=status,
         strategy=strategy_words,
         fingerprint=digest,

@@ -101,3 +101,42 @@ def test_an_object_nested_too_deeply_is_malformed_not_a_crash():
         decode_event(deep, Workload)
     with pytest.raises(Malformed, match="nested too deeply"):
         decode_list(b'{"items":[{"spec":{"a":' + b"[" * 100_000 + b"]" * 100_000 + b"}}]}", Workload)
+
+
+def test_a_number_beyond_int64_does_not_fit_the_shape():
+    obj = {"metadata": {"name": "x"}, "status": {"containerStatuses": [{"restartCount": 10**25}]}}
+    with pytest.raises(Malformed, match="restartCount"):
+        decode_event(_line("MODIFIED", obj), Pod)
+
+
+def test_an_unreadable_workload_spec_is_that_watchs_server_error_not_a_crash():
+    from gevent import sleep
+
+    from painchain_connector.clusters import ListerWatcher, ServerError
+    from painchain_connector.metrics import Metrics
+    from painchain_connector.model import WatchKey
+    from painchain_connector.watching import Reflector, WatchTiming
+
+    reflector = Reflector(key=WatchKey("i", "c", "deployments", "ns"), emit=lambda changes: None,
+                          lister_watcher=ListerWatcher(None, path="/apis/apps/v1/deployments", connect_timeout=1),
+                          timing=WatchTiming(), metrics=Metrics(), sleep=sleep)
+    for spec in ({"replicas": 10**25}, {"template": {"spec": {"containers": [{"name": "c", "ports": [2**70]}]}}},
+                 {"strategy": "not a map"}):
+        obj = decode_event(_line("ADDED", {"metadata": {"uid": "u", "name": "d"}, "spec": spec}), Workload).object
+        with pytest.raises(ServerError, match="deployments object that cannot be read"):
+            reflector.apply("ADDED", obj)
+
+
+def test_an_error_status_with_a_string_code_still_means_gone():
+    from painchain_connector.clusters import Gone
+    from painchain_connector.watching import _watch_error
+
+    event = decode_event(_line("ERROR", {"kind": "Status", "code": "410", "message": "too old"}), Pod)
+    assert isinstance(_watch_error(event.object), Gone)
+
+
+def test_events_k8s_io_spelling_and_empty_owner_references_read_as_before():
+    event = detecting.project("events", {"metadata": {"uid": "e"}, "type": "Warning", "reason": "X",
+                                         "involvedObject": {}, "regarding": {"kind": "Node", "name": "n2"}})
+    assert event.involved == ("Node", "n2", "")
+    assert detecting.project("pods", {"metadata": {"uid": "p", "ownerReferences": [{}]}}).owner is None
