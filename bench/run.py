@@ -118,6 +118,7 @@ def three(size):
 def four_five(size):
     r = run_child("bench.scale", str(size["watches"]), timeout=900)  # ~9 min with the probe windows
     top, one_k, idle, ceiling, rewatch = r["stage_max"], r["stage_1k"], r["idle"], r["idle_ceiling"], r["rewatch"]
+    off = r["idle_probe_off"]
     rs = r["resync"]
     probe, probe_alone = r["probe_cost"], r["probe_alone"]
     per_watch = (top["rss"] - one_k["rss"]) / max(1, top["watches"] - one_k["watches"])
@@ -128,7 +129,11 @@ def four_five(size):
          f"empty {r['rss_empty'] / MiB:.0f} MiB", f"{per_watch / 1024:.1f} KiB/watch", "< 1 GiB",
          verdict(top["rss"] < 2**30 and top["open_at_server"] >= size["watches"])),
         ("4", f"  RSS, {one_k['watches']:,} watches", f"{one_k['rss'] / MiB:,.0f} MiB", "", "", "report", "info"),
-        ("4", f"  idle CPU % of a core, {IDLE_LABEL}", f"{idle['cpu_percent_of_core']:.1f} %",
+        ("4", f"  idle CPU % of a core, {IDLE_LABEL}, probe off", f"{off['cpu_percent_of_core']:.1f} %",
+         f"bare gevent sockets {ceiling['cpu_percent_of_core']:.1f} %",
+         f"{off['cpu_percent_of_core'] / ceiling['cpu_percent_of_core']:.2f}x", "<= 1.10x",
+         verdict(off["cpu_percent_of_core"] <= 1.1 * ceiling["cpu_percent_of_core"])),
+        ("4", "    same, stall probe on (the default)", f"{idle['cpu_percent_of_core']:.1f} %",
          f"bare gevent sockets {ceiling['cpu_percent_of_core']:.1f} %",
          f"{idle['cpu_percent_of_core'] / ceiling['cpu_percent_of_core']:.2f}x", "< 5 %",
          verdict(idle["cpu_percent_of_core"] < 5)),
