@@ -6,7 +6,8 @@ line, endless continue tokens, a 64 MiB object, a page ignoring `limit`), DEFAUL
 limits, each retried every second (the connector waits a re-sync period; a second is the
 worst case). RSS is sampled every 0.1 s; the bound is what the limits allow in flight at
 once: two copies (buffer + result) of MAX_LIST_PAGE_BYTES per list and of
-MAX_WATCH_LINE_BYTES per watch line. Prints one JSON line.
+MAX_WATCH_LINE_BYTES per watch line, for each reader of a cluster (the pods watch, its two
+owner index watches and the namespace watch: 4). Prints one JSON line.
 """
 from __future__ import annotations
 
@@ -47,6 +48,11 @@ def main(seconds: float) -> dict:
     integrations = [integration(id=f"hostile-{i}", server=s.url, token=f"token-{i}-hostile", ca_b64=None,
                                 namespace="default", resource="pods") for i, s in enumerate(servers)]
     pool.adjust(wanted_watches(integrations))
+    # Every reader of a cluster is bounded alike: the pods watch, its owner index watches
+    # (ReplicaSets, Jobs) and the namespace watch of its credential set all list and watch
+    # the same hostile server, each within the limits.
+    readers = (len(pool.running) + len(pool.correlations.indexes)
+               + sum(1 for entry in pool.notes._entries.values() if entry[2] is not None)) // len(integrations)
     started = time.monotonic()
     while time.monotonic() - started < seconds:
         gevent.sleep(0.1)
@@ -58,8 +64,9 @@ def main(seconds: float) -> dict:
     for server in servers:
         server.stop()
     lists = sum(1 for listing, _ in MODES if listing != "empty")
-    bound = 2 * (lists * limits.max_list_page_bytes + limits.max_watch_line_bytes)
+    bound = 2 * readers * (lists * limits.max_list_page_bytes + limits.max_watch_line_bytes)
     return {"seconds": seconds, "rss_base": base, "rss_peak": peak, "growth": peak - base, "bound": bound,
+            "readers_per_cluster": readers,
             "states": states, "errors": errors, "bytes_streamed": sent,
             "limits": {"page": limits.max_list_page_bytes, "line": limits.max_watch_line_bytes,
                        "objects": limits.max_list_objects, "pages": limits.max_list_pages}}
