@@ -229,3 +229,13 @@ def bench_workloads(*, workloads: int = 2_000) -> dict:
             "raw_dict_bytes_per_workload": raw_bytes / n, "ratio_to_raw": with_spec / raw_bytes,
             "paths_per_workload": entries / n, "packed_bytes_per_workload": cold / n, "pickled_bytes_per_workload": pickled / n,
             "json_bytes_per_workload": sum(map(len, lines)) / n}
+
+
+if __name__ == "__main__":  # python -m bench.state workloads N: in a fresh interpreter, under gevent as in production
+    import json
+    import sys
+
+    from gevent import monkey
+
+    monkey.patch_all()
+    print(json.dumps(bench_workloads(workloads=int(sys.argv[2]))))
