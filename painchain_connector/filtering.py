@@ -38,7 +38,7 @@ from .clusters import ApiError, Forbidden, Gone, ListerWatcher, Oversized, ReadL
 from .model import Change, DetectContext
 from .objects import SHAPES, Event, ObjectReference, Owner, Status, shaped
 from .resources import RESOURCE_TYPES
-from .watching import Backoff
+from .backoff import Backoff
 
 IGNORE_ANNOTATION = "painchain.io/ignore"
 NAMESPACES_PATH = "/api/v1/namespaces"

@@ -30,7 +30,8 @@ from .model import ALL_NAMESPACES, Route, WatchKey
 from .probing import ProbeSettings, StallProbe
 from .resources import RESOURCE_TYPES
 from .schemas.integration import Cluster, Integration
-from .watching import Backoff, Emit, Reflector, Store, WatchTiming
+from .backoff import Backoff
+from .watching import Emit, Reflector, Store, WatchTiming
 
 
 @dataclass(frozen=True)

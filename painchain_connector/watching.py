@@ -35,6 +35,7 @@ from .clusters import (
     ApiError, Forbidden, Gone, ListerWatcher, Oversized, Refused, ServerError, Stalled, StreamCut, Unauthorized,
     Unreachable, WatchStream,
 )
+from .backoff import Backoff
 from .metrics import Metrics
 from .model import Change, DetectContext, WatchKey
 from .objects import SHAPES, Status, WatchEvent
@@ -44,36 +45,6 @@ Emit = Callable[[list[Change]], None]
 
 # A watch that ends cleanly sooner than this with no change in it made no progress.
 PROGRESS_AFTER = 5.0
-
-
-class Backoff:
-    """0.8 s doubling to 30 s with full jitter; forgets failures after 2 minutes healthy."""
-
-    def __init__(self, *, initial=0.8, cap=30.0, reset_after=120.0, clock=time.monotonic, rng=random.random):
-        self.initial, self.cap, self.reset_after = initial, cap, reset_after
-        self._clock, self._rng = clock, rng
-        self.failures = 0
-        self._healthy_since: float | None = None
-
-    def healthy(self) -> None:
-        """The stream is established: a failure `reset_after` seconds or more from now
-        (with no failure in between) starts again from `initial`."""
-        if self._healthy_since is None:
-            self._healthy_since = self._clock()
-
-    def progress(self) -> None:
-        """The watch delivered a change: the path works, forget the failures now."""
-        self.failures = 0
-        self.healthy()
-
-    def next_delay(self) -> float:
-        now = self._clock()
-        if self._healthy_since is not None and now - self._healthy_since >= self.reset_after:
-            self.failures = 0
-        self._healthy_since = None
-        ceiling = min(self.cap, self.initial * (2 ** self.failures))
-        self.failures += 1
-        return ceiling * self._rng()
 
 
 @dataclass
@@ -235,9 +206,12 @@ class Reflector:
                 read_timeout=self.timing.list_read_timeout,
             )
             seen = self.wallclock().timestamp()  # when this version was observed (detect compares it)
-            for obj in page.items:
-                compact = _projected(project, resource, obj, seen)
-                fresh[compact.uid] = compact
+            try:
+                for obj in page.items:
+                    compact = project(resource, obj, seen)
+                    fresh[compact.uid] = compact
+            except _UNREADABLE as exc:
+                raise _unreadable(resource, exc) from None
             if len(fresh) > limits.max_list_objects:
                 raise Oversized(f"a list has more than {limits.max_list_objects} objects (MAX_LIST_OBJECTS)")
             resource_version = page.resource_version
@@ -348,7 +322,10 @@ class Reflector:
             self.apply(kind, obj)
 
     def apply(self, kind: str, obj: Any) -> None:
-        compact = _projected(self._project, self.key.resource, obj, self.wallclock().timestamp())
+        try:  # free when nothing is raised: no wrapper call per event
+            compact = self._project(self.key.resource, obj, self.wallclock().timestamp())
+        except _UNREADABLE as exc:
+            raise _unreadable(self.key.resource, exc) from None
         objects = self.store.objects
         old = objects.get(compact.uid)
         deleted = kind == "DELETED"
@@ -385,12 +362,9 @@ class Reflector:
 _UNREADABLE = (TypeError, ValueError, AttributeError, RecursionError, OverflowError)
 
 
-def _projected(project: Callable[..., Any], resource: str, obj: Any, seen_at: float) -> Any:
-    try:
-        return project(resource, obj, seen_at)
-    except _UNREADABLE as exc:
-        raise ServerError(f"a {resource} object that cannot be read ({type(exc).__name__}: it does not fit "
-                          "the Kubernetes schema)") from None
+def _unreadable(resource: str, exc: Exception) -> ServerError:
+    return ServerError(f"a {resource} object that cannot be read ({type(exc).__name__}: it does not fit "
+                       "the Kubernetes schema)")
 
 
 def _watch_error(status: Status) -> ApiError:

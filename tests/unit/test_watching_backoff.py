@@ -1,5 +1,5 @@
 """The watch backoff: client-go's numbers, and when it forgets past failures."""
-from painchain_connector.watching import Backoff
+from painchain_connector.backoff import Backoff
 
 
 class Clock:
